@@ -1,0 +1,36 @@
+# Python 3.10 is required (TFX 1.16 declares Python < 3.11). It is found under pyenv,
+# never assumed to be `python3`.
+PYTHON310 ?= $(shell ls -d $$(pyenv root 2>/dev/null)/versions/3.10.*/bin/python 2>/dev/null | tail -1)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: setup demo test test-fast recommend clean
+
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
+	@test -n "$(PYTHON310)" || { echo "error: Python 3.10 not found under pyenv (set PYTHON310=/path/to/python3.10)"; exit 1; }
+	$(PYTHON310) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install --no-deps -e .
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Pipeline -> pushed model -> summary with metrics and recommendations.
+demo: setup
+	$(VENV)/bin/recsys run --config configs/demo.yaml
+
+recommend: setup
+	$(VENV)/bin/recsys recommend --user $(or $(USER_ID),u0001) --json
+
+test: setup
+	$(VENV)/bin/pytest -q tests
+
+# Everything but the end-to-end pipeline runs.
+test-fast: setup
+	$(VENV)/bin/pytest -q -m "not e2e" tests
+
+clean:
+	rm -rf runs serving_models

@@ -1,0 +1,141 @@
+"""RetrievalEvaluator: scores the exported retrieval model and a popularity baseline on
+the held-out `test` split, with the same protocol for both (components/ranking_metrics.py).
+
+It also measures how well the ScaNN index inside the SavedModel agrees with exact
+brute-force search over the same embeddings (recall@10 of ScaNN's top-10).
+
+Output: a ModelEvaluation artifact holding metrics.json, with the headline figures also
+recorded as custom properties so MLMD shows them.
+"""
+import json
+import os
+from typing import Dict, List
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from tfx import v1 as tfx
+from tfx.types import artifact_utils
+from tfx.utils import io_utils, path_utils
+
+from components import ranking_metrics as rm
+from trainer import export
+from trainer import features as feats
+
+Examples = tfx.types.standard_artifacts.Examples
+Model = tfx.types.standard_artifacts.Model
+Schema = tfx.types.standard_artifacts.Schema
+ModelEvaluation = tfx.types.standard_artifacts.ModelEvaluation
+
+BATCH = 256
+
+
+def read_split(examples: tfx.types.Artifact, split: str, columns: Dict[str, tf.DType]) -> pd.DataFrame:
+  """Reads the named scalar columns of one ExampleGen split into a DataFrame."""
+  pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*")
+  files = tf.io.gfile.glob(pattern)
+  spec = {name: tf.io.FixedLenFeature([], dtype) for name, dtype in columns.items()}
+  ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096).map(
+      lambda x: tf.io.parse_example(x, spec))
+  parts = {name: [] for name in columns}
+  for batch in ds:
+    for name in columns:
+      parts[name].append(batch[name].numpy())
+  frame = pd.DataFrame({n: np.concatenate(v) if v else np.array([]) for n, v in parts.items()})
+  for name, dtype in columns.items():
+    if dtype == tf.string:
+      frame[name] = frame[name].map(lambda b: b.decode())
+  return frame
+
+
+def _call_in_batches(fn, inputs: Dict[str, np.ndarray], key: str) -> np.ndarray:
+  n = len(next(iter(inputs.values())))
+  out = []
+  for start in range(0, n, BATCH):
+    out.append(fn(**{k: tf.constant(v[start:start + BATCH]) for k, v in inputs.items()})[key].numpy())
+  return np.concatenate(out) if out else np.zeros((0,))
+
+
+def evaluate(model_dir: str, train: pd.DataFrame, test: pd.DataFrame,
+             context: List[str], seed: int = 0) -> Dict[str, float]:
+  """Full-catalogue and sampled HR/NDCG for the model and for popularity, plus ScaNN recall."""
+  model = export.load_retrieval_model(model_dir)
+  catalogue = model.signatures["item_embeddings"]()
+  item_ids = [b.decode() for b in catalogue["item_ids"].numpy()]
+  item_emb = catalogue["embeddings"].numpy()
+  index = {item: i for i, item in enumerate(item_ids)}
+
+  test = test[test[feats.ITEM_ID].isin(index)].reset_index(drop=True)
+  seen = train.groupby(feats.USER_ID)[feats.ITEM_ID].agg(lambda s: {index[i] for i in s if i in index})
+  seen_sets = [seen.get(u, set()) for u in test[feats.USER_ID]]
+  target = test[feats.ITEM_ID].map(index).to_numpy()
+
+  popularity = np.zeros(len(item_ids))
+  counts = train[feats.ITEM_ID].value_counts()
+  popularity[[index[i] for i in counts.index if i in index]] = counts[[i for i in counts.index if i in index]]
+
+  query_inputs = {feats.USER_ID: test[feats.USER_ID].to_numpy().astype(object)}
+  query_inputs.update({c: test[c].to_numpy() for c in context})
+  queries = _call_in_batches(model.signatures["query_embedding"], query_inputs, "embedding")
+
+  rng = np.random.default_rng(seed)
+  model_ranks, pop_ranks, model_sampled, pop_sampled = [], [], [], []
+  for start in range(0, len(test), BATCH):
+    rows = slice(start, start + BATCH)
+    model_scores = queries[rows] @ item_emb.T
+    pop_scores = np.tile(popularity, (len(model_scores), 1)).astype(np.float64)
+    for r in range(len(model_scores)):
+      negatives = rm.sampled_negatives(len(item_ids), seen_sets[start + r] | {target[start + r]}, rng)
+      model_sampled.append(rm.sampled_rank(model_scores[r], target[start + r], negatives, rng))
+      pop_sampled.append(rm.sampled_rank(pop_scores[r], target[start + r], negatives, rng))
+    model_ranks.append(rm.rank_of_target(model_scores, target[rows], seen_sets[rows], rng))
+    pop_ranks.append(rm.rank_of_target(pop_scores, target[rows], seen_sets[rows], rng))
+
+  metrics = {"users_evaluated": int(len(test)), "catalogue_size": len(item_ids)}
+  for name, full, sampled in (("model", model_ranks, model_sampled),
+                              ("popularity", pop_ranks, pop_sampled)):
+    full = np.concatenate(full) if full else np.zeros(0, np.int64)
+    metrics.update({f"{name}/{k}": v for k, v in rm.summarize(full).items()})
+    metrics.update({f"{name}/sampled_{k}": v
+                    for k, v in rm.summarize(np.asarray(sampled), ks=(10,)).items()})
+  metrics["scann_recall@10"] = scann_recall_at_10(model, test, context, queries, item_emb, item_ids)
+  return metrics
+
+
+def scann_recall_at_10(model, test: pd.DataFrame, context: List[str], queries: np.ndarray,
+                       item_emb: np.ndarray, item_ids: List[str]) -> float:
+  """Share of exact (brute-force) top-10 items that ScaNN's top-10 also returns."""
+  if not len(test):
+    return 0.0
+  inputs = {feats.USER_ID: test[feats.USER_ID].to_numpy().astype(object)}
+  inputs.update({c: test[c].to_numpy() for c in context})
+  approx = _call_in_batches(model.signatures["recommend_with_context"], inputs, "item_ids")[:, :10]
+  exact = np.argsort(-(queries @ item_emb.T), axis=1)[:, :10]
+  hits = sum(len({item_ids[i] for i in e} & {a.decode() for a in a_row})
+             for e, a_row in zip(exact, approx))
+  return hits / (10.0 * len(test))
+
+
+HEADLINE = ("model/hit_rate@10", "model/ndcg@10", "popularity/hit_rate@10",
+            "popularity/ndcg@10", "scann_recall@10")
+
+
+@tfx.dsl.components.component
+def RetrievalEvaluator(examples: tfx.dsl.components.InputArtifact[Examples],
+                       model: tfx.dsl.components.InputArtifact[Model],
+                       schema: tfx.dsl.components.InputArtifact[Schema],
+                       evaluation: tfx.dsl.components.OutputArtifact[ModelEvaluation],
+                       seed: tfx.dsl.components.Parameter[int] = 0):
+  schema_file = io_utils.get_only_uri_in_dir(schema.uri)
+  all_features = feats.load_features(schema_file)
+  dtypes = {feats.USER_ID: tf.string, feats.ITEM_ID: tf.string}
+  context = [f.name for f in feats.by_role(all_features, "context")]
+  dtypes.update({f.name: tf.as_dtype(f.dtype) for f in feats.by_role(all_features, "context")})
+  train = read_split(examples, "train", {feats.USER_ID: tf.string, feats.ITEM_ID: tf.string})
+  test = read_split(examples, "test", dtypes)
+  metrics = evaluate(path_utils.serving_model_path(model.uri), train, test, context, seed)
+  with tf.io.gfile.GFile(os.path.join(evaluation.uri, "metrics.json"), "w") as f:
+    f.write(json.dumps(metrics, indent=2, sort_keys=True))
+  for key in HEADLINE:
+    evaluation.set_float_custom_property(key, float(metrics[key]))
+  print("RetrievalEvaluator: " + ", ".join(f"{k}={metrics[k]:.4f}" for k in HEADLINE), flush=True)

@@ -1,0 +1,160 @@
+"""ExampleGen that splits by time, per user: a user's later interactions never train a
+model that is scored on their earlier ones.
+
+Input: a canonical data directory (interactions.csv, items.csv, optional users.csv; see
+components/ingest/dataset.py). Each interaction is joined with its item's and user's
+features and written as a tf.Example typed by the curated schema.
+
+Split (leave-last-out, the protocol of NCF / SASRec / BERT4Rec papers): each user's
+interactions are ordered by time, ties broken by a seeded hash of (user, item) — never by
+item id or file order, which correlate with popularity and release date. The last one
+goes to `test`, the one before to `eval`, the rest to `train`. Users with fewer than
+`min_interactions_to_hold_out` interactions stay wholly in `train`.
+"""
+import csv
+import hashlib
+import os
+from typing import Any, Dict, Iterable, List, Tuple
+
+import apache_beam as beam
+import tensorflow as tf
+from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx.components.example_gen import base_example_gen_executor
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import example_gen_pb2
+from tfx.utils import json_utils
+
+from trainer import features as feats
+
+SPLITS = ("train", "eval", "test")
+MULTI_VALUE_SEPARATOR = "|"
+
+
+def tie_break(seed: int, user_id: str, item_id: str) -> int:
+  """A deterministic order for equal timestamps that carries no signal."""
+  digest = hashlib.blake2b(f"{seed}|{user_id}|{item_id}".encode(), digest_size=8).digest()
+  return int.from_bytes(digest, "big")
+
+
+def assign_splits(rows: List[Dict[str, str]], seed: int, min_to_hold_out: int
+                  ) -> Iterable[Tuple[str, Dict[str, str]]]:
+  """One user's rows -> (split, row) in time order."""
+  ordered = sorted(
+      rows, key=lambda r: (int(r["timestamp"]), tie_break(seed, r["user_id"], r["item_id"])))
+  n = len(ordered)
+  for i, row in enumerate(ordered):
+    if n < min_to_hold_out or i < n - 2:
+      yield "train", row
+    elif i == n - 2:
+      yield "eval", row
+    else:
+      yield "test", row
+
+
+def _read_table(path: str, key: str) -> Dict[str, Dict[str, str]]:
+  if not tf.io.gfile.exists(path):
+    return {}
+  with tf.io.gfile.GFile(path) as f:
+    return {row[key]: row for row in csv.DictReader(f)}
+
+
+class _ExampleEncoder:
+  """Turns a joined row of strings into a tf.Example typed by the schema."""
+
+  def __init__(self, schema: schema_pb2.Schema):
+    self._types = {f.name: f.type for f in schema.feature}
+    self._multi = {f.name for f in schema.feature
+                   if f.type == schema_pb2.BYTES and not f.HasField("shape")}
+
+  def __call__(self, row: Dict[str, str]) -> tf.train.Example:
+    feature = {}
+    for name, value in row.items():
+      kind = self._types.get(name, schema_pb2.BYTES)
+      if kind == schema_pb2.INT:
+        feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(float(value))]))
+      elif kind == schema_pb2.FLOAT:
+        feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+      else:
+        values = value.split(MULTI_VALUE_SEPARATOR) if name in self._multi else [value]
+        feature[name] = tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[v.encode() for v in values if v != ""]))
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+class _JoinFeatures(beam.DoFn):
+  """Adds item and user feature columns to each interaction (small tables, loaded once)."""
+
+  def __init__(self, input_base: str):
+    self._input_base = input_base
+
+  def setup(self):
+    self._items = _read_table(os.path.join(self._input_base, "items.csv"), feats.ITEM_ID)
+    self._users = _read_table(os.path.join(self._input_base, "users.csv"), feats.USER_ID)
+
+  def process(self, row: Dict[str, str]):
+    joined = dict(row)
+    for table, key in ((self._items, feats.ITEM_ID), (self._users, feats.USER_ID)):
+      extra = table.get(row[key], {})
+      joined.update({k: v for k, v in extra.items() if k != key and k != "title"})
+    yield joined
+
+
+def _parse_lines(lines, header: List[str]):
+  for values in csv.reader(lines):
+    yield dict(zip(header, values))
+
+
+class Executor(base_example_gen_executor.BaseExampleGenExecutor):
+
+  def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+    # Required by the base class, never called: splitting by time needs every row of a
+    # user at once, so GenerateExamplesByBeam reads the input itself.
+    raise RuntimeError("TimeSplitExampleGen reads its input in GenerateExamplesByBeam")
+
+  def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
+                             exec_properties: Dict[str, Any]) -> Dict[str, beam.PCollection]:
+    config = json_utils.loads(exec_properties.get("custom_config") or "null") or {}
+    seed = int(config.get("seed", 0))
+    min_to_hold_out = int(config.get("min_interactions_to_hold_out", 3))
+    schema = feats.load_schema(config["schema_file"])
+    input_base = exec_properties["input_base"]
+    interactions = os.path.join(input_base, "interactions.csv")
+    with tf.io.gfile.GFile(interactions) as f:
+      header = next(csv.reader(f))
+
+    encode = _ExampleEncoder(schema)
+    split_rows = (
+        pipeline
+        | "ReadInteractions" >> beam.io.ReadFromText(interactions, skip_header_lines=1)
+        | "ParseCsv" >> beam.FlatMap(lambda line: _parse_lines([line], header))
+        | "KeyByUser" >> beam.Map(lambda r: (r[feats.USER_ID], r))
+        | "GroupByUser" >> beam.GroupByKey()
+        | "SplitByTime" >> beam.FlatMap(
+            lambda kv: assign_splits(list(kv[1]), seed, min_to_hold_out)))
+    partitions = split_rows | "Partition" >> beam.Partition(
+        lambda split_row, _: SPLITS.index(split_row[0]), len(SPLITS))
+    result = {}
+    for name, part in zip(SPLITS, partitions):
+      result[name] = (
+          part
+          | f"Drop[{name}]" >> beam.Map(lambda split_row: split_row[1])
+          | f"Join[{name}]" >> beam.ParDo(_JoinFeatures(input_base))
+          | f"Encode[{name}]" >> beam.Map(encode))
+    return result
+
+
+class TimeSplitExampleGen(FileBasedExampleGen):
+  """FileBasedExampleGen whose executor splits each user's history by time."""
+  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+
+def output_config() -> example_gen_pb2.Output:
+  """Names the three splits; the executor decides membership, so buckets are unused."""
+  return example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+      example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=1) for name in SPLITS]))
+
+
+def input_config() -> example_gen_pb2.Input:
+  return example_gen_pb2.Input(splits=[
+      example_gen_pb2.Input.Split(name="interactions", pattern="interactions.csv")])

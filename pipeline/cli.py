@@ -1,0 +1,103 @@
+"""The `recsys` command.
+
+  recsys run --config configs/demo.yaml [--data synthetic|movielens:<dir>|csv:<file>] ...
+  recsys recommend --user U [--user V ...] [-k 10] [--json]
+"""
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _run(args) -> int:
+  from components.ingest.dataset import DataError
+  from pipeline import configs, local_runner
+  overrides = {
+      "data": args.data, "pipeline_root": args.pipeline_root, "serving_dir": args.serving_dir,
+      "synthetic_interactions": args.synthetic_interactions, "seed": args.seed,
+      "schema": args.schema, "trainer.epochs": args.epochs,
+      "trainer.train_steps": args.train_steps,
+  }
+  try:
+    config = configs.load(args.config, overrides)
+    local_runner.run(config)
+  except (DataError, configs.ConfigError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  return 0
+
+
+def newest_version(model_base: str) -> str:
+  """TF Serving's rule: the numerically largest version directory is the live one."""
+  if not os.path.isdir(model_base):
+    raise FileNotFoundError(f"{model_base} does not exist: run `recsys run` (or make demo) first")
+  versions = [d for d in os.listdir(model_base) if d.isdigit()]
+  if not versions:
+    raise FileNotFoundError(f"{model_base} holds no numbered model version")
+  return os.path.join(model_base, max(versions, key=int))
+
+
+def _recommend(args) -> int:
+  if args.k <= 0:
+    print(f"error: -k must be a positive integer, got {args.k}", file=sys.stderr)
+    return 2
+  try:
+    model_dir = args.model_dir or newest_version(os.path.join(args.serving_dir, "retrieval"))
+  except FileNotFoundError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  from pipeline import summary
+  from trainer import export
+  model = export.load_retrieval_model(model_dir)
+  available = int(model.signatures["serving_default"].structured_outputs["item_ids"].shape[-1] or 0)
+  if available and args.k > available:
+    print(f"error: -k {args.k} exceeds the {available} items the model returns", file=sys.stderr)
+    return 2
+  results = summary.recommend(model_dir, args.user, k=args.k, model=model)
+  if args.json:
+    print(json.dumps({"model": model_dir, "recommendations": {
+        u: recs for u, recs in zip(args.user, results)}}, indent=2))
+  else:
+    print(f"model: {model_dir}")
+    for user, recs in zip(args.user, results):
+      print(f"user {user}:")
+      print("\n".join(summary.describe_recommendations(recs, {})))
+  return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="recsys", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  sub = parser.add_subparsers(dest="command", required=True)
+
+  run = sub.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner)")
+  run.add_argument("--config", help="YAML config file (see configs/demo.yaml)")
+  run.add_argument("--data", help="synthetic | movielens:<dir> | csv:<file>")
+  run.add_argument("--schema", help="schema.pbtxt to use instead of the source's curated one")
+  run.add_argument("--pipeline-root", help="where artifacts and MLMD's SQLite file go")
+  run.add_argument("--serving-dir", help="where pushed models go (TF Serving layout)")
+  run.add_argument("--synthetic-interactions", type=int, help="size of the synthetic world")
+  run.add_argument("--seed", type=int)
+  run.add_argument("--epochs", type=int)
+  run.add_argument("--train-steps", type=int, help="train this many steps instead of epochs")
+  run.set_defaults(func=_run)
+
+  rec = sub.add_parser("recommend", help="top-K items for users from the pushed model")
+  rec.add_argument("--user", action="append", required=True, help="user id (repeatable)")
+  rec.add_argument("-k", type=int, default=10)
+  rec.add_argument("--json", action="store_true", help="print JSON")
+  rec.add_argument("--serving-dir", default="serving_models")
+  rec.add_argument("--model-dir", help="a SavedModel directory (default: newest pushed version)")
+  rec.set_defaults(func=_recommend)
+  return parser
+
+
+def main(argv=None) -> int:
+  args = build_parser().parse_args(argv)
+  return args.func(args)
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,120 @@
+"""Every knob of a run, read from a plain YAML file (configs/*.yaml) plus CLI overrides.
+
+A run is reproducible from its config and seed. Unknown keys are errors, not silently
+ignored, so a typo never trains a model with defaults the user did not mean.
+"""
+import dataclasses
+import os
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCHEMA_DIR = os.path.join(REPO_ROOT, "schema")
+
+
+class ConfigError(ValueError):
+  pass
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+  epochs: int = 5
+  train_steps: Optional[int] = None  # replaces epochs when set; 0 = export untrained
+  batch_size: int = 1024
+  learning_rate: float = 0.005
+  embedding_dim: int = 32
+  hidden_units: List[int] = dataclasses.field(default_factory=lambda: [128])
+  output_dim: int = 64
+  temperature: float = 0.05
+  unknown_rate: float = 0.1
+  top_k: int = 100
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+  pipeline_name: str = "recsys"
+  data: str = "synthetic"  # synthetic | movielens:<dir> | csv:<file>
+  synthetic_interactions: int = 60_000
+  schema: Optional[str] = None  # a schema.pbtxt; default: the curated one for the source
+  seed: int = 0
+  pipeline_root: str = "runs/demo"
+  serving_dir: str = "serving_models"
+  min_interactions_to_hold_out: int = 3
+  beam_args: List[str] = dataclasses.field(default_factory=lambda: [
+      "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+  trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+
+  @property
+  def metadata_path(self) -> str:
+    return os.path.join(self.pipeline_root, "metadata.sqlite")
+
+  @property
+  def data_dir(self) -> str:
+    """Where the validated canonical copy of the input is written before the run."""
+    return os.path.join(self.pipeline_root, "data")
+
+  def schema_file(self, schema_name: str) -> str:
+    return os.path.abspath(self.schema) if self.schema else os.path.join(
+        SCHEMA_DIR, schema_name, "schema.pbtxt")
+
+  def retrieval_push_dir(self) -> str:
+    return os.path.join(os.path.abspath(self.serving_dir), "retrieval")
+
+
+def _build(cls, values: Dict[str, Any], where: str):
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  unknown = sorted(set(values) - set(fields))
+  if unknown:
+    raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
+  kwargs = {}
+  for name, value in values.items():
+    if name == "trainer":
+      value = _build(TrainerConfig, value or {}, f"{where}: trainer")
+    kwargs[name] = value
+  return cls(**kwargs)
+
+
+def load(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None) -> PipelineConfig:
+  values: Dict[str, Any] = {}
+  where = path or "defaults"
+  if path:
+    if not os.path.exists(path):
+      raise ConfigError(f"config file {path} does not exist")
+    with open(path) as f:
+      values = yaml.safe_load(f) or {}
+    if not isinstance(values, dict):
+      raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+  for key, value in (overrides or {}).items():
+    if value is None:
+      continue
+    if key.startswith("trainer."):
+      values.setdefault("trainer", {})[key.split(".", 1)[1]] = value
+    else:
+      values[key] = value
+  config = _build(PipelineConfig, values, where)
+  validate(config, where)
+  return config
+
+
+def validate(config: PipelineConfig, where: str) -> None:
+  t = config.trainer
+  checks = [
+      (t.epochs >= 1, f"trainer.epochs must be >= 1, got {t.epochs}"),
+      (t.train_steps is None or t.train_steps >= 0,
+       f"trainer.train_steps must be >= 0 or null, got {t.train_steps}"),
+      (t.batch_size >= 2, f"trainer.batch_size must be >= 2 (in-batch negatives), got {t.batch_size}"),
+      (t.top_k >= 1, f"trainer.top_k must be >= 1, got {t.top_k}"),
+      (t.temperature > 0, f"trainer.temperature must be > 0, got {t.temperature}"),
+      (0 <= t.unknown_rate < 1, f"trainer.unknown_rate must be in [0, 1), got {t.unknown_rate}"),
+      (config.synthetic_interactions >= 1000,
+       f"synthetic_interactions must be >= 1000, got {config.synthetic_interactions}"),
+      (config.min_interactions_to_hold_out >= 3,
+       f"min_interactions_to_hold_out must be >= 3 (train, eval, test), got "
+       f"{config.min_interactions_to_hold_out}"),
+  ]
+  for ok, message in checks:
+    if not ok:
+      raise ConfigError(f"{where}: {message}")
+  if config.schema and not os.path.exists(config.schema):
+    raise ConfigError(f"{where}: schema file {config.schema} does not exist")

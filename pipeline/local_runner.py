@@ -1,0 +1,57 @@
+"""Runs the pipeline on this machine: LocalDagRunner, Beam DirectRunner, MLMD on SQLite.
+
+Order matters for "bad input never half-writes an artifact": the source is read and
+validated first, in memory; only then is its canonical copy written (atomically) and the
+pipeline started.
+"""
+import os
+import time
+from typing import Dict
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from tfx import v1 as tfx  # noqa: E402
+
+from components.ingest import dataset, sources  # noqa: E402
+from pipeline import configs, progress, summary  # noqa: E402
+from pipeline.pipeline import create_pipeline  # noqa: E402
+from trainer import features as feats  # noqa: E402
+
+
+def check_data_matches_schema(data: dataset.InteractionData, schema_file: str) -> None:
+  """Every schema feature must be a column of the source, before any work starts."""
+  columns = set(data.interactions.columns) | set(data.items.columns)
+  if data.users is not None:
+    columns |= set(data.users.columns)
+  missing = [f.name for f in feats.load_features(schema_file) if f.name not in columns]
+  if missing:
+    raise dataset.DataError(
+        f"{schema_file}: the schema declares feature(s) {missing} that the data source "
+        f"'{data.name}' does not provide (it has {sorted(columns)}); pass a schema that "
+        f"matches the data with --schema")
+
+
+def load_data(config: configs.PipelineConfig) -> dataset.InteractionData:
+  return sources.load_source(config.data, synthetic_interactions=config.synthetic_interactions,
+                             seed=config.seed)
+
+
+def run(config: configs.PipelineConfig) -> Dict[str, object]:
+  start = time.time()
+  print(f"Reading and validating {config.data} ...", flush=True)
+  data = load_data(config)
+  schema_file = config.schema_file(data.schema_name)
+  check_data_matches_schema(data, schema_file)
+  data_dir = dataset.write_canonical(data, os.path.join(config.data_dir, data.name))["dir"]
+  print(f"  {len(data.interactions):,} interactions -> {data_dir} (schema: {schema_file})",
+        flush=True)
+
+  log_path = progress.install(os.path.join(config.pipeline_root, "logs"))
+  print(f"Running the TFX pipeline with LocalDagRunner (full log: {log_path})", flush=True)
+  os.makedirs(config.pipeline_root, exist_ok=True)
+  pipeline = create_pipeline(
+      config, os.path.abspath(data_dir), schema_file,
+      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+          os.path.abspath(config.metadata_path)))
+  tfx.orchestration.LocalDagRunner().run(pipeline)
+  return summary.print_summary(config, data, time.time() - start)

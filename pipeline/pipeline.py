@@ -1,0 +1,78 @@
+"""The TFX DAG. This module only wires components; every knob is in pipeline/configs.py.
+
+  TimeSplitExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> AnomalyGate
+    -> Transform -> Trainer (two-tower + ScaNN export) -> RetrievalEvaluator -> Pusher
+"""
+import os
+from typing import List, Optional
+
+from tfx import v1 as tfx
+
+from components import time_split_example_gen as example_gen_lib
+from components.anomaly_gate import AnomalyGate
+from components.retrieval_evaluator import RetrievalEvaluator
+from pipeline.configs import PipelineConfig
+
+PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
+RUN_FN = "trainer.task.run_fn"
+
+
+def trainer_custom_config(config: PipelineConfig, data_dir: str) -> dict:
+  t = config.trainer
+  return {**t.__dict__, "hidden_units": list(t.hidden_units), "seed": config.seed,
+          "data_dir": data_dir}
+
+
+def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
+                    metadata_connection_config=None,
+                    beam_args: Optional[List[str]] = None) -> tfx.dsl.Pipeline:
+  example_gen = example_gen_lib.TimeSplitExampleGen(
+      input_base=data_dir,
+      input_config=example_gen_lib.input_config(),
+      output_config=example_gen_lib.output_config(),
+      custom_config={"seed": config.seed, "schema_file": schema_file,
+                     "min_interactions_to_hold_out": config.min_interactions_to_hold_out})
+  statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+  schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
+  example_validator = tfx.components.ExampleValidator(
+      statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+  anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"])
+
+  transform = tfx.components.Transform(
+      examples=example_gen.outputs["examples"],
+      schema=schema_gen.outputs["schema"],
+      preprocessing_fn=PREPROCESSING_FN,
+      custom_config={"schema_file": schema_file},
+      disable_statistics=True)  # StatisticsGen already profiles the raw data
+  transform.add_upstream_node(anomaly_gate)
+
+  trainer = tfx.components.Trainer(
+      run_fn=RUN_FN,
+      examples=transform.outputs["transformed_examples"],
+      transform_graph=transform.outputs["transform_graph"],
+      schema=schema_gen.outputs["schema"],
+      train_args=tfx.proto.TrainArgs(splits=["train"]),
+      eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+      custom_config=trainer_custom_config(config, data_dir))
+
+  evaluator = RetrievalEvaluator(
+      examples=example_gen.outputs["examples"],
+      model=trainer.outputs["model"],
+      schema=schema_gen.outputs["schema"],
+      seed=config.seed)
+
+  pusher = tfx.components.Pusher(
+      model=trainer.outputs["model"],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(
+              base_directory=config.retrieval_push_dir())))
+  pusher.add_upstream_node(evaluator)
+
+  return tfx.dsl.Pipeline(
+      pipeline_name=config.pipeline_name,
+      pipeline_root=os.path.abspath(config.pipeline_root),
+      components=[example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
+                  transform, trainer, evaluator, pusher],
+      enable_cache=False,
+      metadata_connection_config=metadata_connection_config,
+      beam_pipeline_args=beam_args if beam_args is not None else config.beam_args)

@@ -1,0 +1,99 @@
+"""The end-of-run summary, read back from ML Metadata: where the model was pushed, what it
+scored next to popularity, and top-10 recommendations for a few users."""
+import json
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+import pandas as pd
+from ml_metadata.metadata_store import metadata_store
+from tfx.orchestration import metadata
+
+from trainer import export
+from trainer import features as feats
+
+
+def open_store(metadata_path: str) -> metadata_store.MetadataStore:
+  if not os.path.exists(metadata_path):
+    raise FileNotFoundError(f"no ML Metadata store at {metadata_path}: has the pipeline run?")
+  return metadata_store.MetadataStore(metadata.sqlite_metadata_connection_config(metadata_path))
+
+
+def latest_artifact(store, type_name: str):
+  artifacts = store.get_artifacts_by_type(type_name)
+  return max(artifacts, key=lambda a: a.id) if artifacts else None
+
+
+def _property(artifact, name: str):
+  value = artifact.custom_properties.get(name)
+  if value is None:
+    return None
+  return value.string_value or value.int_value or value.double_value
+
+
+def latest_pushed_model_dir(store) -> Optional[str]:
+  pushed = latest_artifact(store, "PushedModel")
+  return _property(pushed, "pushed_destination") if pushed else None
+
+
+def latest_metrics(store) -> Optional[Dict[str, float]]:
+  evaluation = latest_artifact(store, "ModelEvaluation")
+  if evaluation is None:
+    return None
+  with open(os.path.join(evaluation.uri, "metrics.json")) as f:
+    return json.load(f)
+
+
+def metrics_table(metrics: Dict[str, float]) -> str:
+  ks = (10, 50, 100)
+  head = "  " + f"{'model':<12}" + "".join(f"{'HR@' + str(k):>9}{'NDCG@' + str(k):>9}" for k in ks)
+  head += f"{'| sampled HR@10':>16}{'NDCG@10':>9}"
+  lines = [head]
+  for name in ("model", "popularity"):
+    row = f"  {('two-tower' if name == 'model' else name):<12}"
+    row += "".join(f"{metrics[f'{name}/hit_rate@{k}']:>9.4f}{metrics[f'{name}/ndcg@{k}']:>9.4f}"
+                   for k in ks)
+    row += f"{metrics[f'{name}/sampled_hit_rate@10']:>16.4f}{metrics[f'{name}/sampled_ndcg@10']:>9.4f}"
+    lines.append(row)
+  return "\n".join(lines)
+
+
+def recommend(model_dir: str, user_ids: List[str], k: int = 10, model=None) -> List[List[dict]]:
+  model = model or export.load_retrieval_model(model_dir)
+  out = model.signatures["serving_default"](user_id=np.array(user_ids, dtype=object))
+  ids, scores = out["item_ids"].numpy()[:, :k], out["scores"].numpy()[:, :k]
+  return [[{"item_id": i.decode(), "score": float(s)} for i, s in zip(row_ids, row_scores)]
+          for row_ids, row_scores in zip(ids, scores)]
+
+
+def describe_recommendations(recs: List[dict], titles: Dict[str, str]) -> List[str]:
+  return [f"     {r + 1:>2}. {rec['item_id']:<10} {rec['score']:7.3f}  {titles.get(rec['item_id'], '')}"
+          for r, rec in enumerate(recs)]
+
+
+def print_summary(config, data, wall_seconds: float, example_users: int = 3) -> Dict[str, object]:
+  store = open_store(config.metadata_path)
+  pushed = latest_pushed_model_dir(store)
+  metrics = latest_metrics(store)
+  print("\n" + "=" * 78)
+  print(f"Run summary ({config.pipeline_name}, data: {data.name}, seed {config.seed})")
+  print(f"  data: {len(data.interactions):,} interactions, "
+        f"{data.interactions[feats.USER_ID].nunique():,} users, {len(data.items):,} catalogue items")
+  print(f"  pushed retrieval model: {pushed}")
+  print(f"  ML Metadata: {os.path.abspath(config.metadata_path)}")
+  if metrics:
+    print(f"\nRetrieval on the held-out test split ({metrics['users_evaluated']:,} users; "
+          f"full catalogue of {metrics['catalogue_size']:,} items minus each user's training "
+          f"items; 'sampled' = vs 100 sampled negatives):")
+    print(metrics_table(metrics))
+    print(f"  ScaNN top-10 vs exact brute-force top-10: recall {metrics['scann_recall@10']:.4f}")
+  if pushed:
+    users = sorted(data.interactions[feats.USER_ID].unique())[:example_users]
+    titles = dict(zip(data.items[feats.ITEM_ID], data.items.get("title", pd.Series(dtype=str))))
+    print(f"\nTop-10 recommendations from the pushed model:")
+    for user, recs in zip(users, recommend(pushed, users)):
+      print(f"  user {user}:")
+      print("\n".join(describe_recommendations(recs, titles)))
+  print(f"\nWall time: {wall_seconds:.0f}s")
+  print("=" * 78)
+  return {"pushed_model": pushed, "metrics": metrics}

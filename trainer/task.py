@@ -1,0 +1,94 @@
+"""Trainer entry point (`run_fn`): train the two-tower model on Transform's output and
+export the serving SavedModel with its ScaNN index.
+
+Knobs arrive in the Trainer's custom_config (set from the pipeline config file):
+epochs, batch_size, learning_rate, embedding_dim, output_dim, temperature,
+unknown_rate, top_k, seed and data_dir (the canonical data directory, whose
+items.csv is the catalogue the index covers and users.csv the user-feature table).
+train_steps, when set, replaces epochs with a step count; 0 trains nothing (a
+deliberately untrained model, useful to prove that validation gates a push). It lives
+in custom_config because TFX reads TrainArgs.num_steps=0 as "unset".
+"""
+import json
+import os
+from typing import Any, Dict
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from components.ingest import dataset as canonical
+from trainer import export
+from trainer import features as feats
+from trainer.model import ModelConfig, TwoTowerModel
+from trainer.preprocessing import NUM_OOV_BUCKETS
+
+
+def _dataset(fn_args, files, tf_transform_output, batch_size: int, shuffle: bool, seed: int):
+  return fn_args.data_accessor.tf_dataset_factory(
+      files,
+      tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle=shuffle,
+                                     shuffle_seed=seed, num_epochs=1),
+      tf_transform_output.transformed_metadata.schema).prefetch(tf.data.AUTOTUNE)
+
+
+def vocabulary_sizes(tf_transform_output, features) -> Dict[str, int]:
+  return {f.name: tf_transform_output.vocabulary_size_by_name(f.name)
+          for f in features if f.encoding in ("vocab", "multi")}
+
+
+def item_counts(dataset, num_items: int) -> np.ndarray:
+  """How often each item index occurs in training (for the logQ correction)."""
+  counts = np.zeros(num_items + NUM_OOV_BUCKETS, dtype=np.int64)
+  for batch in dataset:
+    np.add.at(counts, batch[feats.ITEM_ID].numpy(), 1)
+  return counts
+
+
+def model_config(config: Dict[str, Any]) -> ModelConfig:
+  known = {k: config[k] for k in ModelConfig.__dataclass_fields__ if k in config}
+  return ModelConfig(**known)
+
+
+def run_fn(fn_args: tfx.components.FnArgs):
+  config = dict(fn_args.custom_config or {})
+  seed = int(config.get("seed", 0))
+  tf.keras.utils.set_random_seed(seed)
+  batch_size = int(config.get("batch_size", 1024))
+  epochs = int(config.get("epochs", 5))
+  top_k = int(config.get("top_k", 100))
+
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  all_features = feats.load_features(fn_args.schema_path)
+  vocab_sizes = vocabulary_sizes(tf_transform_output, all_features)
+
+  train = _dataset(fn_args, fn_args.train_files, tf_transform_output, batch_size, True, seed)
+  evaluation = _dataset(fn_args, fn_args.eval_files, tf_transform_output, batch_size, False, seed)
+  counts = item_counts(train, vocab_sizes[feats.ITEM_ID])
+
+  cfg = model_config(config)
+  model = TwoTowerModel(all_features, vocab_sizes, counts, cfg)
+  model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=cfg.learning_rate))
+
+  steps = config.get("train_steps")
+  history = {}
+  if steps == 0:
+    print("Trainer: train_steps=0, exporting an untrained model", flush=True)
+    model.compute_loss(next(iter(train)))  # builds the weights
+  else:
+    train_input = train.repeat().take(int(steps)) if steps else train
+    result = model.fit(train_input, epochs=1 if steps else epochs, validation_data=evaluation,
+                       verbose=2)
+    history = {k: [float(v) for v in vals] for k, vals in result.history.items()}
+
+  data_dir = config["data_dir"]
+  data = canonical.read_canonical(data_dir)
+  module = export.export_retrieval_model(fn_args.serving_model_dir, tf_transform_output, model,
+                                         all_features, data.items, data.users, top_k)
+  os.makedirs(fn_args.model_run_dir, exist_ok=True)
+  with open(os.path.join(fn_args.model_run_dir, "training.json"), "w") as f:
+    json.dump({"history": history, "item_vocabulary_size": vocab_sizes[feats.ITEM_ID],
+               "catalogue_size": len(data.items), "scann": module.config,
+               "model_config": cfg.__dict__}, f, indent=2, default=list)
