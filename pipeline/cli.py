@@ -7,8 +7,12 @@ import argparse
 import json
 import os
 import sys
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# google-api-core warns on every import that Python 3.10 is old; TFX 1.16 requires it.
+os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")  # Beam worker processes too
+warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def _run(args) -> int:

@@ -25,16 +25,22 @@ from trainer import features as feats
 
 SCANN_NAMESPACE = "Scann"  # ScaNN's custom ops live in this namespace; SavedModel must allow it
 UNKNOWN_INT = -1
+SMALL_CATALOGUE = 2000
 
 
-def scann_config(num_items: int) -> Dict[str, int]:
-  """Tree size grows with the catalogue; search ~1/5 of leaves and re-score exactly
-  the best candidates, which keeps recall@10 high on catalogues of this size."""
-  leaves = max(1, min(2000, int(math.sqrt(num_items))))
+def scann_config(num_items: int, top_k: int = 100) -> Dict[str, int]:
+  """ScaNN settings from the catalogue size.
+
+  Below SMALL_CATALOGUE items a partition tree saves nothing worth its recall loss, so one
+  leaf (all candidates, asymmetric-hashing scores, then exact re-scoring). Above it,
+  ~sqrt(N) leaves with a quarter of them searched, and the best candidates re-scored
+  exactly, which keeps recall@10 high.
+  """
+  leaves = 1 if num_items < SMALL_CATALOGUE else min(2000, int(math.sqrt(num_items)))
   return {
       "num_leaves": leaves,
-      "num_leaves_to_search": max(1, leaves // 5),
-      "num_reordering_candidates": 500,
+      "num_leaves_to_search": max(1, math.ceil(leaves / 4)),
+      "num_reordering_candidates": max(500, top_k),
   }
 
 
@@ -109,7 +115,7 @@ class RetrievalModule(tf.Module):
     self.item_embedding_table = tf.Variable(
         model.candidate_tower(transformed, training=False), trainable=False,
         name="item_embeddings")
-    self.config = scann_config(len(items))
+    self.config = scann_config(len(items), top_k)
     self.index = tfrs.layers.factorized_top_k.ScaNN(k=top_k, **self.config)
     self.index.index(self.item_embedding_table, self.item_ids)
     self.top_k = top_k
