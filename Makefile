@@ -23,7 +23,7 @@ demo: setup
 	$(VENV)/bin/recsys run --config configs/demo.yaml
 
 recommend: setup
-	$(VENV)/bin/recsys recommend --user $(or $(USER_ID),u0001) --json
+	$(VENV)/bin/recsys recommend --user $(or $(USER_ID),u0) --json
 
 test: setup
 	$(VENV)/bin/pytest -q tests

@@ -11,6 +11,7 @@ import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
+from tfx.types.artifact import Artifact
 
 ExampleAnomalies = tfx.types.standard_artifacts.ExampleAnomalies
 ANOMALIES_FILE = "SchemaDiff.pb"
@@ -20,7 +21,7 @@ class DataAnomalyError(RuntimeError):
   pass
 
 
-def describe_anomalies(anomalies_artifact: tfx.types.Artifact) -> List[str]:
+def describe_anomalies(anomalies_artifact: Artifact) -> List[str]:
   problems = []
   for split in artifact_utils.decode_split_names(anomalies_artifact.split_names):
     path = os.path.join(artifact_utils.get_split_uri([anomalies_artifact], split), ANOMALIES_FILE)

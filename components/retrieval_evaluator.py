@@ -16,6 +16,7 @@ import pandas as pd
 import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
+from tfx.types.artifact import Artifact
 from tfx.utils import io_utils, path_utils
 
 from components import ranking_metrics as rm
@@ -30,7 +31,7 @@ ModelEvaluation = tfx.types.standard_artifacts.ModelEvaluation
 BATCH = 256
 
 
-def read_split(examples: tfx.types.Artifact, split: str, columns: Dict[str, tf.DType]) -> pd.DataFrame:
+def read_split(examples: Artifact, split: str, columns: Dict[str, tf.DType]) -> pd.DataFrame:
   """Reads the named scalar columns of one ExampleGen split into a DataFrame."""
   pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*")
   files = tf.io.gfile.glob(pattern)

@@ -19,7 +19,7 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass
 class TrainerConfig:
-  epochs: int = 5
+  epochs: int = 10
   train_steps: Optional[int] = None  # replaces epochs when set; 0 = export untrained
   batch_size: int = 1024
   learning_rate: float = 0.005
@@ -28,6 +28,7 @@ class TrainerConfig:
   output_dim: int = 64
   temperature: float = 0.05
   unknown_rate: float = 0.1
+  logq_correction: bool = True
   top_k: int = 100
 
 

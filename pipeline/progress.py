@@ -55,4 +55,9 @@ def install(log_dir: str, stream=sys.stdout) -> str:
   file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
   logger.addHandler(file_handler)
   logger.addHandler(_StageLines(stream))
+  # Beam's and TensorFlow's Python loggers are as chatty; their lines go to the file too.
+  for name in ("apache_beam", "tensorflow"):
+    other = logging.getLogger(name)
+    other.propagate = False
+    other.handlers = [file_handler]
   return path

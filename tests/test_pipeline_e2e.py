@@ -124,10 +124,10 @@ def test_scann_in_saved_model_agrees_with_brute_force_in_fresh_process(run):
 def test_recommend_cli_prints_json(run):
   config, _ = run
   out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "recsys"), "recommend",
-                        "--user", "u0001", "--user", "nobody-knows-me", "-k", "10", "--json",
+                        "--user", "u0", "--user", "nobody-knows-me", "-k", "10", "--json",
                         "--serving-dir", config.serving_dir],
                        capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
   recs = json.loads(out.stdout)["recommendations"]
-  assert len(recs["u0001"]) == 10 and len(recs["nobody-knows-me"]) == 10
-  assert len({r["item_id"] for r in recs["u0001"]}) == 10
+  assert len(recs["u0"]) == 10 and len(recs["nobody-knows-me"]) == 10
+  assert len({r["item_id"] for r in recs["u0"]}) == 10

@@ -31,15 +31,19 @@ SMALL_CATALOGUE = 2000
 def scann_config(num_items: int, top_k: int = 100) -> Dict[str, int]:
   """ScaNN settings from the catalogue size.
 
-  Below SMALL_CATALOGUE items a partition tree saves nothing worth its recall loss, so one
-  leaf (all candidates, asymmetric-hashing scores, then exact re-scoring). Above it,
-  ~sqrt(N) leaves with a quarter of them searched, and the best candidates re-scored
-  exactly, which keeps recall@10 high.
+  Below SMALL_CATALOGUE items a partition tree saves nothing worth its recall loss, so
+  two leaves, both searched (exhaustive asymmetric-hashing scores; a one-leaf tree
+  returns one item repeated, a ScaNN quirk). Above it, ~sqrt(N) leaves with half of them
+  searched. Either way the best candidates are re-scored exactly.
   """
-  leaves = 1 if num_items < SMALL_CATALOGUE else min(2000, int(math.sqrt(num_items)))
+  if num_items < SMALL_CATALOGUE:
+    leaves, searched = 2, 2
+  else:
+    leaves = min(2000, int(math.sqrt(num_items)))
+    searched = math.ceil(leaves / 2)
   return {
       "num_leaves": leaves,
-      "num_leaves_to_search": max(1, math.ceil(leaves / 4)),
+      "num_leaves_to_search": searched,
       "num_reordering_candidates": max(500, top_k),
   }
 

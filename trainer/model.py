@@ -31,6 +31,7 @@ class ModelConfig:
   temperature: float = 0.05
   unknown_rate: float = 0.1  # how often ids/context are masked to "unknown" in training
   learning_rate: float = 0.005
+  logq_correction: bool = True  # subtract log(sampling probability) from in-batch logits
 
 
 def unknown_index(feature: feats.Feature, vocab_sizes: Dict[str, int]) -> int:
@@ -103,13 +104,15 @@ class TwoTowerModel(tfrs.Model):
     # Add-one smoothing keeps log(probability) finite for items absent from training.
     counts = np.asarray(item_counts, dtype=np.float64) + 1.0
     self._item_probability = tf.constant(counts / counts.sum(), dtype=tf.float32)
+    self._logq_correction = config.logq_correction
     self.task = tfrs.tasks.Retrieval(temperature=config.temperature, remove_accidental_hits=True)
 
   def compute_loss(self, features: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
     query = self.query_tower(features, training=training)
     candidate = self.candidate_tower(features, training=training)
     item = features[feats.ITEM_ID]
+    probability = tf.gather(self._item_probability, item) if self._logq_correction else None
     return self.task(query, candidate,
-                     candidate_sampling_probability=tf.gather(self._item_probability, item),
+                     candidate_sampling_probability=probability,
                      candidate_ids=item,
                      compute_metrics=False)
