@@ -9,7 +9,7 @@ import os
 import sys
 import warnings
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ INFO..ERROR noise off; Python errors still show
 # google-api-core warns on every import that Python 3.10 is old; TFX 1.16 requires it.
 os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")  # Beam worker processes too
 warnings.filterwarnings("ignore", category=FutureWarning)

@@ -8,7 +8,7 @@ import os
 import time
 from typing import Dict
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from tfx import v1 as tfx  # noqa: E402
 

@@ -19,8 +19,11 @@ def open_store(metadata_path: str) -> metadata_store.MetadataStore:
   return metadata_store.MetadataStore(metadata.sqlite_metadata_connection_config(metadata_path))
 
 
-def latest_artifact(store, type_name: str):
-  artifacts = store.get_artifacts_by_type(type_name)
+def latest_artifact(store, type_name: str, producer: Optional[str] = None):
+  """The newest artifact of a type, optionally only one written by the named component
+  (TFX lays artifacts out as <pipeline_root>/<component>/<output>/<execution id>)."""
+  artifacts = [a for a in store.get_artifacts_by_type(type_name)
+               if producer is None or f"/{producer}/" in a.uri]
   return max(artifacts, key=lambda a: a.id) if artifacts else None
 
 

@@ -8,7 +8,9 @@ import textwrap
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
+from tfx.types import standard_artifacts
 
 from pipeline import configs, local_runner, summary
 from components import time_split_example_gen as example_gen_lib
@@ -62,11 +64,9 @@ def test_mlmd_records_every_component(run):
 def test_time_ordered_split(run):
   config, _ = run
   store = summary.open_store(config.metadata_path)
-  examples = summary.latest_artifact(store, "Examples")
-  from tfx.types import standard_artifacts
   artifact = standard_artifacts.Examples()
-  artifact.set_mlmd_artifact(examples)
-  columns = {feats.USER_ID: __import__("tensorflow").string, feats.TIMESTAMP: __import__("tensorflow").int64}
+  artifact.set_mlmd_artifact(summary.latest_artifact(store, "Examples", "TimeSplitExampleGen"))
+  columns = {feats.USER_ID: tf.string, feats.TIMESTAMP: tf.int64}
   splits = {s: read_split(artifact, s, columns) for s in example_gen_lib.SPLITS}
   last_train = splits["train"].groupby(feats.USER_ID)[feats.TIMESTAMP].max()
   eval_ts = splits["eval"].set_index(feats.USER_ID)[feats.TIMESTAMP]

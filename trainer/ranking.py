@@ -1,0 +1,303 @@
+"""The ranking stage: score (user, item, context) examples with a model chosen by config.
+
+    wide_deep  Wide & Deep (Cheng et al. 2016): a linear model over one-hot categories and
+               hashed user/context x item crosses, plus an MLP over the embeddings.
+    dcn        DCN-v2 (Wang et al. 2021): cross layers x_{l+1} = x_0 * (W x_l + b) + x_l over
+               the concatenated embeddings, stacked before an MLP or beside it.
+    deepfm     DeepFM (Guo et al. 2017): first-order terms + the FM pairwise term over the
+               field embeddings + an MLP.
+    ncf        NeuMF (He et al. 2017): GMF (user_id embedding * item_id embedding) beside an
+               MLP over user, item and context embeddings.
+
+`build_mf` is the linear baseline: <sum of user/context embeddings, sum of item
+embeddings> + biases. Every model reads Transform's output for the schema's user, item
+and context features (trainer/embedding.py, the same embeddings as the retrieval towers)
+and returns a float32 [batch] score: a logit ("binary": implicit feedback, sigmoid
+cross-entropy) or a predicted rating ("regression": MSE). Train with
+
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate),
+                  loss=ranking_loss(config), metrics=ranking_metrics(config))
+    model.fit(dataset_of_(features, label))
+"""
+import dataclasses
+from typing import Dict, List, Optional, Sequence
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from trainer import features as feats
+from trainer.embedding import CATEGORICAL, FeatureEmbedding, UnknownMasking
+
+ARCHITECTURES = ("wide_deep", "dcn", "deepfm", "ncf")
+DCN_STRUCTURES = ("stacked", "parallel")
+OBJECTIVES = ("binary", "regression")
+
+# Seeds the hash of the k-th wide cross, so that equal index pairs of different feature
+# pairs (gender 0 x genre 3, device 0 x genre 3) land in different buckets.
+_CROSS_HASH_KEY = 0x5EED
+
+
+@dataclasses.dataclass
+class RankerConfig:
+  architecture: str = "dcn"
+  embedding_dim: int = 16
+  hidden_units: Sequence[int] = (128, 64)
+  cross_layers: int = 2  # dcn
+  dcn_structure: str = "stacked"  # dcn: "stacked" (cross then deep) | "parallel"
+  low_rank: Optional[int] = None  # dcn: projection dim of the cross layers (None = full rank)
+  wide_hash_buckets: int = 10_000  # wide_deep: buckets for hashed feature crosses
+  objective: str = "binary"  # "binary" (implicit, sigmoid cross-entropy) | "regression"
+  learning_rate: float = 0.003
+  unknown_rate: float = 0.1  # how often ids/context are masked to "unknown" in training
+
+
+def validate_config(config: RankerConfig) -> None:
+  """Raises ValueError naming the bad value and what is allowed."""
+
+  def bad(field, allowed):
+    raise ValueError(f"RankerConfig.{field}={getattr(config, field)!r}; expected {allowed}")
+
+  if config.architecture not in ARCHITECTURES:
+    bad("architecture", f"one of {ARCHITECTURES}")
+  if config.dcn_structure not in DCN_STRUCTURES:
+    bad("dcn_structure", f"one of {DCN_STRUCTURES}")
+  if config.objective not in OBJECTIVES:
+    bad("objective", f"one of {OBJECTIVES}")
+  for field in ("embedding_dim", "cross_layers", "wide_hash_buckets"):
+    value = getattr(config, field)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      bad(field, "an integer >= 1")
+  if config.low_rank is not None and (not isinstance(config.low_rank, int)
+                                      or config.low_rank < 1):
+    bad("low_rank", "None (full rank) or an integer >= 1")
+  if any(isinstance(u, bool) or not isinstance(u, int) or u < 1 for u in config.hidden_units):
+    bad("hidden_units", "a sequence of integers >= 1 (may be empty)")
+  if not config.learning_rate > 0:
+    bad("learning_rate", "a number > 0")
+  if not 0 <= config.unknown_rate < 1:
+    bad("unknown_rate", "a number in [0, 1)")
+
+
+# ---------------------------------------------------------------------------------------
+# Building blocks.
+
+
+class MLP(tf.keras.layers.Layer):
+  """ReLU layers of `units` (none: the identity)."""
+
+  def __init__(self, units: Sequence[int], **kwargs):
+    super().__init__(**kwargs)
+    self._layers = [tf.keras.layers.Dense(u, activation="relu") for u in units]
+
+  def call(self, x: tf.Tensor) -> tf.Tensor:
+    for layer in self._layers:
+      x = layer(x)
+    return x
+
+
+def _sum(fields: List[tf.Tensor]) -> tf.Tensor:
+  return tf.add_n(fields)
+
+
+class Ranker(tf.keras.Model):
+  """Masks ids/context to "unknown" while training, embeds every user/item/context
+  feature as a field of `embedding_dim`, and leaves the scoring to `score`."""
+
+  def __init__(self, config: RankerConfig, all_features: List[feats.Feature],
+               vocab_sizes: Dict[str, int], **kwargs):
+    super().__init__(**kwargs)
+    validate_config(config)
+    self._config = config
+    self._vocab_sizes = dict(vocab_sizes)
+    self.input_features = feats.by_role(all_features, *feats.TOWER_ROLES)
+    maskable = [f.name for f in self.input_features
+                if f.name in (feats.USER_ID, feats.ITEM_ID) or f.role == "context"]
+    self._mask = UnknownMasking(self.input_features, vocab_sizes, maskable,
+                                config.unknown_rate)
+    self._embed = FeatureEmbedding(self.input_features, vocab_sizes, config.embedding_dim,
+                                   name="fields")
+
+  def call(self, inputs: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+    inputs = self._mask(inputs, training=training)
+    return tf.reshape(self.score(inputs, self._embed(inputs)), [-1])
+
+  def score(self, inputs: Dict[str, tf.Tensor], fields: List[tf.Tensor]) -> tf.Tensor:
+    """[batch, 1] score from the (masked) inputs and their field embeddings."""
+    raise NotImplementedError
+
+  def _linear(self, name: str) -> FeatureEmbedding:
+    """First-order terms: one weight per category (per token for "multi", mean-pooled)
+    and per numeric feature."""
+    return FeatureEmbedding(self.input_features, self._vocab_sizes, 1, name=name)
+
+
+# ---------------------------------------------------------------------------------------
+# The architectures.
+
+
+class WideDeep(Ranker):
+
+  def __init__(self, config, all_features, vocab_sizes, **kwargs):
+    super().__init__(config, all_features, vocab_sizes, **kwargs)
+    self._wide = self._linear("wide")
+    categorical = [f for f in self.input_features if f.encoding in CATEGORICAL]
+    self.crosses = [(a.name, b.name) for a in categorical if a.role in ("user", "context")
+                    for b in categorical if b.role == "item"]
+    self._buckets = config.wide_hash_buckets
+    self._cross_weights = tf.keras.layers.Embedding(
+        self._buckets, 1, embeddings_initializer="zeros", name="cross_weights")
+    self._deep = MLP(config.hidden_units, name="deep")
+    self._deep_logit = tf.keras.layers.Dense(1, name="deep_logit")
+
+  def _cross_logit(self, inputs) -> tf.Tensor:
+    """Sum of the weights of the hashed (user/context, item) index pairs of each row; a
+    "multi" feature crosses every one of its tokens."""
+    if not self._cross_weights.built:
+      self._cross_weights.build(None)
+    as_2d = lambda x: x if isinstance(x, tf.SparseTensor) else tf.reshape(x, [-1, 1])
+    crossed = [
+        tf.sparse.cross_hashed([as_2d(inputs[a]), as_2d(inputs[b])],
+                               num_buckets=self._buckets, hash_key=_CROSS_HASH_KEY + k)
+        for k, (a, b) in enumerate(self.crosses)]
+    ids = tf.sparse.concat(1, crossed) if len(crossed) > 1 else crossed[0]
+    return tf.nn.safe_embedding_lookup_sparse(self._cross_weights.embeddings, ids,
+                                              combiner="sum")
+
+  def score(self, inputs, fields):
+    wide = _sum(self._wide(inputs))
+    if self.crosses:
+      wide += self._cross_logit(inputs)
+    return wide + self._deep_logit(self._deep(tf.concat(fields, axis=1)))
+
+
+class DCN(Ranker):
+
+  def __init__(self, config, all_features, vocab_sizes, **kwargs):
+    super().__init__(config, all_features, vocab_sizes, **kwargs)
+    self._parallel = config.dcn_structure == "parallel"
+    self._cross = [tfrs.layers.dcn.Cross(projection_dim=config.low_rank, name=f"cross_{i}")
+                   for i in range(config.cross_layers)]
+    self._deep = MLP(config.hidden_units, name="deep")
+    self._logit = tf.keras.layers.Dense(1, name="logit")
+
+  def score(self, inputs, fields):
+    x0 = tf.concat(fields, axis=1)
+    x = x0
+    for cross in self._cross:
+      x = cross(x0, x)
+    if self._parallel:
+      return self._logit(tf.concat([x, self._deep(x0)], axis=1))
+    return self._logit(self._deep(x))
+
+
+class DeepFM(Ranker):
+
+  def __init__(self, config, all_features, vocab_sizes, **kwargs):
+    super().__init__(config, all_features, vocab_sizes, **kwargs)
+    self._first_order = self._linear("first_order")
+    self._deep = MLP(config.hidden_units, name="deep")
+    self._deep_logit = tf.keras.layers.Dense(1, name="deep_logit")
+
+  def score(self, inputs, fields):
+    e = tf.stack(fields, axis=1)  # [batch, fields, dim]
+    # Sum over field pairs of <e_i, e_j>, in O(fields * dim).
+    pairwise = 0.5 * tf.reduce_sum(
+        tf.square(tf.reduce_sum(e, axis=1)) - tf.reduce_sum(tf.square(e), axis=1),
+        axis=1, keepdims=True)
+    deep = self._deep_logit(self._deep(tf.concat(fields, axis=1)))
+    return _sum(self._first_order(inputs)) + pairwise + deep
+
+
+class NCF(Ranker):
+
+  def __init__(self, config, all_features, vocab_sizes, **kwargs):
+    super().__init__(config, all_features, vocab_sizes, **kwargs)
+    by_name = feats.feature_map(self.input_features)
+    missing = [n for n in (feats.USER_ID, feats.ITEM_ID) if n not in by_name]
+    if missing:
+      raise ValueError(f"ncf needs user/item-role features named {missing}")
+    # NeuMF gives GMF its own id embeddings: the dot-product and MLP paths want
+    # differently shaped spaces.
+    self._gmf = FeatureEmbedding([by_name[feats.USER_ID], by_name[feats.ITEM_ID]],
+                                 vocab_sizes, config.embedding_dim, name="gmf")
+    role_order = {"user": 0, "item": 1, "context": 2}
+    self._mlp_order = sorted(range(len(self.input_features)),
+                             key=lambda k: role_order[self.input_features[k].role])
+    self._mlp = MLP(config.hidden_units, name="mlp")
+    self._logit = tf.keras.layers.Dense(1, name="logit")
+
+  def score(self, inputs, fields):
+    user, item = self._gmf(inputs)
+    mlp = self._mlp(tf.concat([fields[k] for k in self._mlp_order], axis=1))
+    return self._logit(tf.concat([user * item, mlp], axis=1))
+
+
+class MatrixFactorization(Ranker):
+  """The baseline: <sum of user and context field embeddings, sum of item field
+  embeddings> + first-order biases + a global bias. Linear in every field on each side,
+  so it cannot express an interaction between two item features (e.g. two genres)."""
+
+  def __init__(self, config, all_features, vocab_sizes, **kwargs):
+    super().__init__(config, all_features, vocab_sizes, **kwargs)
+    roles = [f.role for f in self.input_features]
+    self._query = [k for k, r in enumerate(roles) if r in ("user", "context")]
+    self._item = [k for k, r in enumerate(roles) if r == "item"]
+    self._biases = self._linear("biases")
+    self._global_bias = self.add_weight(name="global_bias", shape=(), initializer="zeros")
+
+  def score(self, inputs, fields):
+    query = _sum([fields[k] for k in self._query])
+    item = _sum([fields[k] for k in self._item])
+    dot = tf.reduce_sum(query * item, axis=1, keepdims=True)
+    return dot + _sum(self._biases(inputs)) + self._global_bias
+
+
+_MODELS = {"wide_deep": WideDeep, "dcn": DCN, "deepfm": DeepFM, "ncf": NCF}
+
+
+def build_ranker(config: RankerConfig, all_features: List[feats.Feature],
+                 vocab_sizes: Dict[str, int]) -> tf.keras.Model:
+  validate_config(config)
+  return _MODELS[config.architecture](config, all_features, vocab_sizes,
+                                      name=f"ranker_{config.architecture}")
+
+
+def build_mf(config: RankerConfig, all_features: List[feats.Feature],
+             vocab_sizes: Dict[str, int]) -> tf.keras.Model:
+  """The matrix-factorisation baseline (config.architecture is ignored)."""
+  return MatrixFactorization(config, all_features, vocab_sizes, name="ranker_mf")
+
+
+# ---------------------------------------------------------------------------------------
+# Loss and metrics.
+
+
+class RankingLoss(tf.keras.losses.Loss):
+  """Per-example loss on the model's [batch] output: sigmoid cross-entropy on the logit
+  ("binary", labels 0/1) or squared error ("regression")."""
+
+  def __init__(self, objective: str = "binary", name: Optional[str] = None, **kwargs):
+    super().__init__(name=name or f"{objective}_loss", **kwargs)
+    if objective not in OBJECTIVES:
+      raise ValueError(f"objective={objective!r}; expected one of {OBJECTIVES}")
+    self.objective = objective
+
+  def call(self, y_true, y_pred):
+    y_pred = tf.reshape(tf.cast(y_pred, tf.float32), [-1])
+    y_true = tf.reshape(tf.cast(y_true, tf.float32), [-1])
+    if self.objective == "binary":
+      return tf.nn.sigmoid_cross_entropy_with_logits(labels=y_true, logits=y_pred)
+    return tf.square(y_pred - y_true)
+
+  def get_config(self):
+    return {**super().get_config(), "objective": self.objective}
+
+
+def ranking_loss(config: RankerConfig) -> tf.keras.losses.Loss:
+  return RankingLoss(config.objective)
+
+
+def ranking_metrics(config: RankerConfig) -> list:
+  if config.objective == "binary":
+    return [tf.keras.metrics.AUC(from_logits=True, name="auc")]
+  return [tf.keras.metrics.RootMeanSquaredError(name="rmse")]
