@@ -97,32 +97,57 @@ def catalogue_raw_features(items: pd.DataFrame, raw_spec: Dict[str, object],
   return out
 
 
-class RetrievalModule(tf.Module):
-  """What gets saved: owns the Transform layer, the query tower, the user feature
-  tables, the catalogue embeddings and the ScaNN index."""
+class ItemTable(tf.Module):
+  """Raw item features by item id, so a request needs only the id. Stored in variables
+  (not graph constants) so catalogues of millions of items stay within proto limits.
+  Unknown ids get a last, empty row: no tokens, and the feature's "unknown" value."""
 
-  def __init__(self, tf_transform_output: tft.TFTransformOutput, model, all_features,
-               items: pd.DataFrame, users: Optional[pd.DataFrame], top_k: int):
+  def __init__(self, items: pd.DataFrame, raw_spec, item_features: List[feats.Feature]):
+    super().__init__()
+    ids = items[feats.ITEM_ID].astype(str).tolist()
+    self.row_of = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(ids), tf.range(len(ids), dtype=tf.int64)),
+        default_value=len(ids))
+    unknown_row = pd.DataFrame([{f.name: _unknown_raw(raw_spec[f.name]) for f in item_features}])
+    table = catalogue_raw_features(pd.concat([items, unknown_row], ignore_index=True), raw_spec,
+                                   item_features)
+    self.dense = {name: tf.Variable(x, trainable=False, name=name)
+                  for name, x in table.items() if not isinstance(x, tf.SparseTensor)}
+    ragged = {name: tf.RaggedTensor.from_sparse(x) for name, x in table.items()
+              if isinstance(x, tf.SparseTensor)}
+    self.token_values = {name: tf.Variable(r.values, trainable=False, name=f"{name}_values")
+                         for name, r in ragged.items()}
+    self.token_splits = {name: tf.Variable(r.row_splits, trainable=False, name=f"{name}_splits")
+                         for name, r in ragged.items()}
+
+  def lookup(self, item_id: tf.Tensor) -> Dict[str, object]:
+    rows = self.row_of.lookup(item_id)
+    out = {name: tf.gather(v, rows) for name, v in self.dense.items()}
+    for name, values in self.token_values.items():
+      ragged = tf.RaggedTensor.from_row_splits(values, self.token_splits[name])
+      out[name] = tf.gather(ragged, rows).to_sparse()
+    return out
+
+
+def _unknown_raw(spec):
+  if isinstance(spec, tf.io.VarLenFeature):
+    return ""  # no tokens
+  return _default_value(spec.dtype) if spec.dtype != tf.int64 else 0
+
+
+class RawFeatureModule(tf.Module):
+  """Turns a request's raw values into model inputs inside the SavedModel: looks up the
+  user's features by id, fills what is absent, and runs the Transform graph."""
+
+  def __init__(self, tf_transform_output: tft.TFTransformOutput, all_features,
+               users: Optional[pd.DataFrame]):
     super().__init__()
     self._raw_spec = tf_transform_output.raw_feature_spec()
     self.tft_layer = tf_transform_output.transform_features_layer()
-    self.query_tower = model.query_tower
-    self._user_features = [f for f in feats.by_role(all_features, "user") if f.name != feats.USER_ID]
+    self._user_features = [f for f in feats.by_role(all_features, "user")
+                           if f.name != feats.USER_ID]
     self._context = feats.by_role(all_features, "context")
     self.user_tables = self._build_user_tables(users)
-
-    item_features = feats.candidate_features(all_features)
-    raw_items = catalogue_raw_features(items, self._raw_spec, item_features)
-    transformed = self.tft_layer(raw_batch(self._raw_spec, raw_items, len(items)))
-    self.item_ids = tf.Variable(tf.constant(items[feats.ITEM_ID].astype(str).tolist()),
-                                trainable=False, name="item_ids")
-    self.item_embedding_table = tf.Variable(
-        model.candidate_tower(transformed, training=False), trainable=False,
-        name="item_embeddings")
-    self.config = scann_config(len(items), top_k)
-    self.index = tfrs.layers.factorized_top_k.ScaNN(k=top_k, **self.config)
-    self.index.index(self.item_embedding_table, self.item_ids)
-    self.top_k = top_k
 
   def _build_user_tables(self, users: Optional[pd.DataFrame]):
     tables = {}
@@ -137,11 +162,45 @@ class RetrievalModule(tf.Module):
           tf.lookup.KeyValueTensorInitializer(keys, values), tf.constant(default, dtype))
     return tables
 
-  def _embed_query(self, user_id: tf.Tensor, context: Dict[str, tf.Tensor]) -> tf.Tensor:
-    provided = {feats.USER_ID: user_id, **context}
+  def transform(self, provided: Dict[str, object]) -> Dict[str, object]:
+    """Raw request columns (user_id required) -> Transform's outputs for the batch."""
+    user_id = provided[feats.USER_ID]
+    provided = dict(provided)
     for name, table in self.user_tables.items():
       provided[name] = table.lookup(user_id)
-    transformed = self.tft_layer(raw_batch(self._raw_spec, provided, tf.size(user_id)))
+    return self.tft_layer(raw_batch(self._raw_spec, provided, tf.size(user_id)))
+
+  def context_specs(self) -> List[tf.TensorSpec]:
+    return [tf.TensorSpec([None], self._raw_spec[f.name].dtype, name=f.name)
+            for f in self._context]
+
+  def context_names(self) -> List[str]:
+    return [f.name for f in self._context]
+
+
+class RetrievalModule(RawFeatureModule):
+  """What gets saved: the Transform layer, the query tower, the user feature tables, the
+  catalogue embeddings and the ScaNN index."""
+
+  def __init__(self, tf_transform_output: tft.TFTransformOutput, model, all_features,
+               items: pd.DataFrame, users: Optional[pd.DataFrame], top_k: int):
+    super().__init__(tf_transform_output, all_features, users)
+    self.query_tower = model.query_tower
+    item_features = feats.candidate_features(all_features)
+    raw_items = catalogue_raw_features(items, self._raw_spec, item_features)
+    transformed = self.tft_layer(raw_batch(self._raw_spec, raw_items, len(items)))
+    self.item_ids = tf.Variable(tf.constant(items[feats.ITEM_ID].astype(str).tolist()),
+                                trainable=False, name="item_ids")
+    self.item_embedding_table = tf.Variable(
+        model.candidate_tower(transformed, training=False), trainable=False,
+        name="item_embeddings")
+    self.config = scann_config(len(items), top_k)
+    self.index = tfrs.layers.factorized_top_k.ScaNN(k=top_k, **self.config)
+    self.index.index(self.item_embedding_table, self.item_ids)
+    self.top_k = top_k
+
+  def _embed_query(self, user_id: tf.Tensor, context: Dict[str, tf.Tensor]) -> tf.Tensor:
+    transformed = self.transform({feats.USER_ID: user_id, **context})
     return self.query_tower(transformed, training=False)
 
   def _top_k(self, user_id, context):
@@ -150,9 +209,8 @@ class RetrievalModule(tf.Module):
 
   def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
     user_spec = tf.TensorSpec([None], tf.string, name=feats.USER_ID)
-    context_specs = [tf.TensorSpec([None], self._raw_spec[f.name].dtype, name=f.name)
-                     for f in self._context]
-    context_names = [f.name for f in self._context]
+    context_specs = self.context_specs()
+    context_names = self.context_names()
 
     @tf.function(input_signature=[user_spec])
     def serving_default(user_id):
