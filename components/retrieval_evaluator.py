@@ -49,27 +49,34 @@ def read_split(examples: Artifact, split: str, columns: Dict[str, tf.DType]) -> 
   return frame
 
 
-def _call_in_batches(fn, inputs: Dict[str, np.ndarray], key: str) -> np.ndarray:
+def call_in_batches(fn, inputs: Dict[str, np.ndarray], key: str, batch: int = BATCH) -> np.ndarray:
+  """Calls a signature on row slices of `inputs` and concatenates output `key`."""
   n = len(next(iter(inputs.values())))
   out = []
-  for start in range(0, n, BATCH):
-    out.append(fn(**{k: tf.constant(v[start:start + BATCH]) for k, v in inputs.items()})[key].numpy())
+  for start in range(0, n, batch):
+    out.append(fn(**{k: tf.constant(v[start:start + batch]) for k, v in inputs.items()})[key].numpy())
   return np.concatenate(out) if out else np.zeros((0,))
+
+
+def held_out_frame(test: pd.DataFrame, train: pd.DataFrame, index: Dict[str, int]):
+  """Test rows whose item is in the catalogue, each user's training items (as catalogue
+  indices) and the held-out item's index."""
+  test = test[test[feats.ITEM_ID].isin(index)].reset_index(drop=True)
+  seen = train.groupby(feats.USER_ID)[feats.ITEM_ID].agg(lambda s: {index[i] for i in s if i in index})
+  seen_sets = [seen.get(u, set()) for u in test[feats.USER_ID]]
+  return test, seen_sets, test[feats.ITEM_ID].map(index).to_numpy()
 
 
 def evaluate(model_dir: str, train: pd.DataFrame, test: pd.DataFrame,
              context: List[str], seed: int = 0) -> Dict[str, float]:
   """Full-catalogue and sampled HR/NDCG for the model and for popularity, plus ScaNN recall."""
-  model = export.load_retrieval_model(model_dir)
+  model = export.load_model(model_dir)
   catalogue = model.signatures["item_embeddings"]()
   item_ids = [b.decode() for b in catalogue["item_ids"].numpy()]
   item_emb = catalogue["embeddings"].numpy()
   index = {item: i for i, item in enumerate(item_ids)}
 
-  test = test[test[feats.ITEM_ID].isin(index)].reset_index(drop=True)
-  seen = train.groupby(feats.USER_ID)[feats.ITEM_ID].agg(lambda s: {index[i] for i in s if i in index})
-  seen_sets = [seen.get(u, set()) for u in test[feats.USER_ID]]
-  target = test[feats.ITEM_ID].map(index).to_numpy()
+  test, seen_sets, target = held_out_frame(test, train, index)
 
   popularity = np.zeros(len(item_ids))
   counts = train[feats.ITEM_ID].value_counts()
@@ -77,7 +84,7 @@ def evaluate(model_dir: str, train: pd.DataFrame, test: pd.DataFrame,
 
   query_inputs = {feats.USER_ID: test[feats.USER_ID].to_numpy().astype(object)}
   query_inputs.update({c: test[c].to_numpy() for c in context})
-  queries = _call_in_batches(model.signatures["query_embedding"], query_inputs, "embedding")
+  queries = call_in_batches(model.signatures["query_embedding"], query_inputs, "embedding")
 
   rng = np.random.default_rng(seed)
   model_ranks, pop_ranks, model_sampled, pop_sampled = [], [], [], []
@@ -110,7 +117,7 @@ def scann_recall_at_10(model, test: pd.DataFrame, context: List[str], queries: n
     return 0.0
   inputs = {feats.USER_ID: test[feats.USER_ID].to_numpy().astype(object)}
   inputs.update({c: test[c].to_numpy() for c in context})
-  approx = _call_in_batches(model.signatures["recommend_with_context"], inputs, "item_ids")[:, :10]
+  approx = call_in_batches(model.signatures["recommend_with_context"], inputs, "item_ids")[:, :10]
   exact = np.argsort(-(queries @ item_emb.T), axis=1)[:, :10]
   hits = sum(len({item_ids[i] for i in e} & {a.decode() for a in a_row})
              for e, a_row in zip(exact, approx))

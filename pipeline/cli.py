@@ -54,7 +54,7 @@ def _recommend(args) -> int:
     return 2
   from pipeline import summary
   from trainer import export
-  model = export.load_retrieval_model(model_dir)
+  model = export.load_model(model_dir)
   available = int(model.signatures["serving_default"].structured_outputs["item_ids"].shape[-1] or 0)
   if available and args.k > available:
     print(f"error: -k {args.k} exceeds the {available} items the model returns", file=sys.stderr)

@@ -33,6 +33,24 @@ class TrainerConfig:
 
 
 @dataclasses.dataclass
+class RankingConfig:
+  """The ranking stage. `model` holds the architecture's own knobs (trainer/ranking.py
+  RankerConfig: embedding_dim, hidden_units, cross_layers, dcn_structure, low_rank, ...)."""
+  enabled: bool = True
+  architecture: str = "dcn"  # wide_deep | dcn | deepfm | ncf
+  objective: str = "binary"  # binary (implicit, sampled negatives) | regression (ratings)
+  negative_ratio: int = 4  # sampled negatives per positive (binary objective)
+  features: Optional[List[str]] = None  # restrict to these schema features; ids always kept
+  epochs: int = 3
+  train_steps: Optional[int] = None
+  batch_size: int = 1024
+  model: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  def ranker_fields(self) -> Dict[str, Any]:
+    return {"architecture": self.architecture, "objective": self.objective, **self.model}
+
+
+@dataclasses.dataclass
 class PipelineConfig:
   pipeline_name: str = "recsys"
   data: str = "synthetic"  # synthetic | movielens:<dir> | csv:<file>
@@ -45,6 +63,7 @@ class PipelineConfig:
   beam_args: List[str] = dataclasses.field(default_factory=lambda: [
       "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
   trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+  ranking: RankingConfig = dataclasses.field(default_factory=RankingConfig)
 
   @property
   def metadata_path(self) -> str:
@@ -59,8 +78,15 @@ class PipelineConfig:
     return os.path.abspath(self.schema) if self.schema else os.path.join(
         SCHEMA_DIR, schema_name, "schema.pbtxt")
 
+  def push_dir(self, model_name: str) -> str:
+    """TF Serving's layout: <serving_dir>/<model name>/<version>/."""
+    return os.path.join(os.path.abspath(self.serving_dir), model_name)
+
   def retrieval_push_dir(self) -> str:
-    return os.path.join(os.path.abspath(self.serving_dir), "retrieval")
+    return self.push_dir("retrieval")
+
+
+SECTIONS = {"trainer": TrainerConfig, "ranking": RankingConfig}
 
 
 def _build(cls, values: Dict[str, Any], where: str):
@@ -70,8 +96,8 @@ def _build(cls, values: Dict[str, Any], where: str):
     raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
   kwargs = {}
   for name, value in values.items():
-    if name == "trainer":
-      value = _build(TrainerConfig, value or {}, f"{where}: trainer")
+    if name in SECTIONS:
+      value = _build(SECTIONS[name], value or {}, f"{where}: {name}")
     kwargs[name] = value
   return cls(**kwargs)
 
@@ -89,8 +115,9 @@ def load(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None)
   for key, value in (overrides or {}).items():
     if value is None:
       continue
-    if key.startswith("trainer."):
-      values.setdefault("trainer", {})[key.split(".", 1)[1]] = value
+    section, dot, field = key.partition(".")
+    if dot:
+      values.setdefault(section, {})[field] = value
     else:
       values[key] = value
   config = _build(PipelineConfig, values, where)
@@ -114,8 +141,38 @@ def validate(config: PipelineConfig, where: str) -> None:
        f"min_interactions_to_hold_out must be >= 3 (train, eval, test), got "
        f"{config.min_interactions_to_hold_out}"),
   ]
+  r = config.ranking
+  checks += [
+      (r.negative_ratio >= 1, f"ranking.negative_ratio must be >= 1, got {r.negative_ratio}"),
+      (r.epochs >= 1, f"ranking.epochs must be >= 1, got {r.epochs}"),
+      (r.batch_size >= 2, f"ranking.batch_size must be >= 2, got {r.batch_size}"),
+  ]
   for ok, message in checks:
     if not ok:
       raise ConfigError(f"{where}: {message}")
+  validate_ranker(config.ranking, where)
   if config.schema and not os.path.exists(config.schema):
     raise ConfigError(f"{where}: schema file {config.schema} does not exist")
+
+
+def validate_ranker(ranking_config: RankingConfig, where: str) -> None:
+  """The architecture and its knobs, checked by the model code's own validation."""
+  from trainer import ranking  # imports TensorFlow; only needed once a config is used
+  fields = ranking_config.ranker_fields()
+  unknown = sorted(set(fields) - set(ranking.RankerConfig.__dataclass_fields__))
+  if unknown:
+    raise ConfigError(f"{where}: ranking.model: unknown key(s) {unknown}; allowed: "
+                      f"{sorted(ranking.RankerConfig.__dataclass_fields__)}")
+  try:
+    ranking.validate_config(ranking.RankerConfig(**fields))
+  except ValueError as e:
+    raise ConfigError(f"{where}: ranking: {e}") from None
+
+
+def validate_against_schema(config: PipelineConfig, features, schema_file: str) -> None:
+  """Checks that need the schema: features the config names must exist there."""
+  names = {f.name for f in features}
+  missing = [n for n in (config.ranking.features or []) if n not in names]
+  if missing:
+    raise ConfigError(f"ranking.features names {missing}, which {schema_file} lacks; "
+                      f"allowed: {sorted(names)}")

@@ -1,7 +1,9 @@
 """The TFX DAG. This module only wires components; every knob is in pipeline/configs.py.
 
   TimeSplitExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> AnomalyGate
-    -> Transform -> Trainer (two-tower + ScaNN export) -> RetrievalEvaluator -> Pusher
+    -> Transform -> RetrievalTrainer (two-tower + ScaNN) -> RetrievalEvaluator -> RetrievalPusher
+                 -> RankingTrainer (wide_deep | dcn | deepfm | ncf) -> RankingEvaluator
+                                                                    -> RankingPusher
 """
 import os
 from typing import List, Optional
@@ -11,10 +13,14 @@ from tfx import v1 as tfx
 from components import time_split_example_gen as example_gen_lib
 from components.anomaly_gate import AnomalyGate
 from components.retrieval_evaluator import RetrievalEvaluator
+from components.ranking_evaluator import RankingEvaluator
+from pipeline import configs
 from pipeline.configs import PipelineConfig
+from trainer import features as feats
 
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.task.run_fn"
+RANKING_RUN_FN = "trainer.ranking_task.run_fn"
 
 
 def trainer_custom_config(config: PipelineConfig, data_dir: str) -> dict:
@@ -23,9 +29,24 @@ def trainer_custom_config(config: PipelineConfig, data_dir: str) -> dict:
           "data_dir": data_dir}
 
 
+def ranking_custom_config(config: PipelineConfig, data_dir: str) -> dict:
+  r = config.ranking
+  return {**r.ranker_fields(), "epochs": r.epochs, "train_steps": r.train_steps,
+          "batch_size": r.batch_size, "negative_ratio": r.negative_ratio,
+          "features": r.features, "seed": config.seed, "data_dir": data_dir}
+
+
+def _pusher(model_channel, push_dir: str):
+  return tfx.components.Pusher(
+      model=model_channel,
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_dir)))
+
+
 def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
                     metadata_connection_config=None,
                     beam_args: Optional[List[str]] = None) -> tfx.dsl.Pipeline:
+  configs.validate_against_schema(config, feats.load_features(schema_file), schema_file)
   example_gen = example_gen_lib.TimeSplitExampleGen(
       input_base=data_dir,
       input_config=example_gen_lib.input_config(),
@@ -46,33 +67,50 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
       disable_statistics=True)  # StatisticsGen already profiles the raw data
   transform.add_upstream_node(anomaly_gate)
 
-  trainer = tfx.components.Trainer(
+  retrieval_trainer = tfx.components.Trainer(
       run_fn=RUN_FN,
       examples=transform.outputs["transformed_examples"],
       transform_graph=transform.outputs["transform_graph"],
       schema=schema_gen.outputs["schema"],
       train_args=tfx.proto.TrainArgs(splits=["train"]),
       eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-      custom_config=trainer_custom_config(config, data_dir))
+      custom_config=trainer_custom_config(config, data_dir)).with_id("RetrievalTrainer")
 
-  evaluator = RetrievalEvaluator(
+  retrieval_evaluator = RetrievalEvaluator(
       examples=example_gen.outputs["examples"],
-      model=trainer.outputs["model"],
+      model=retrieval_trainer.outputs["model"],
       schema=schema_gen.outputs["schema"],
       seed=config.seed)
+  retrieval_pusher = _pusher(retrieval_trainer.outputs["model"],
+                             config.push_dir("retrieval")).with_id("RetrievalPusher")
+  retrieval_pusher.add_upstream_node(retrieval_evaluator)
+  components = [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
+                transform, retrieval_trainer, retrieval_evaluator, retrieval_pusher]
 
-  pusher = tfx.components.Pusher(
-      model=trainer.outputs["model"],
-      push_destination=tfx.proto.PushDestination(
-          filesystem=tfx.proto.PushDestination.Filesystem(
-              base_directory=config.retrieval_push_dir())))
-  pusher.add_upstream_node(evaluator)
+  if config.ranking.enabled:
+    ranking_trainer = tfx.components.Trainer(
+        run_fn=RANKING_RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config=ranking_custom_config(config, data_dir)).with_id("RankingTrainer")
+    ranking_evaluator = RankingEvaluator(
+        examples=example_gen.outputs["examples"],
+        retrieval_model=retrieval_trainer.outputs["model"],
+        ranking_model=ranking_trainer.outputs["model"],
+        schema=schema_gen.outputs["schema"],
+        seed=config.seed)
+    ranking_pusher = _pusher(ranking_trainer.outputs["model"],
+                             config.push_dir("ranking")).with_id("RankingPusher")
+    ranking_pusher.add_upstream_node(ranking_evaluator)
+    components += [ranking_trainer, ranking_evaluator, ranking_pusher]
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=os.path.abspath(config.pipeline_root),
-      components=[example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
-                  transform, trainer, evaluator, pusher],
+      components=components,
       enable_cache=False,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_args if beam_args is not None else config.beam_args)

@@ -9,6 +9,7 @@ import pandas as pd
 from ml_metadata.metadata_store import metadata_store
 from tfx.orchestration import metadata
 
+from components import ranking_evaluator
 from trainer import export
 from trainer import features as feats
 
@@ -34,13 +35,13 @@ def _property(artifact, name: str):
   return value.string_value or value.int_value or value.double_value
 
 
-def latest_pushed_model_dir(store) -> Optional[str]:
-  pushed = latest_artifact(store, "PushedModel")
+def latest_pushed_model_dir(store, pusher: str = "RetrievalPusher") -> Optional[str]:
+  pushed = latest_artifact(store, "PushedModel", pusher)
   return _property(pushed, "pushed_destination") if pushed else None
 
 
-def latest_metrics(store) -> Optional[Dict[str, float]]:
-  evaluation = latest_artifact(store, "ModelEvaluation")
+def latest_metrics(store, evaluator: str = "RetrievalEvaluator") -> Optional[Dict[str, float]]:
+  evaluation = latest_artifact(store, "ModelEvaluation", evaluator)
   if evaluation is None:
     return None
   with open(os.path.join(evaluation.uri, "metrics.json")) as f:
@@ -62,7 +63,7 @@ def metrics_table(metrics: Dict[str, float]) -> str:
 
 
 def recommend(model_dir: str, user_ids: List[str], k: int = 10, model=None) -> List[List[dict]]:
-  model = model or export.load_retrieval_model(model_dir)
+  model = model or export.load_model(model_dir)
   out = model.signatures["serving_default"](user_id=np.array(user_ids, dtype=object))
   ids, scores = out["item_ids"].numpy()[:, :k], out["scores"].numpy()[:, :k]
   return [[{"item_id": i.decode(), "score": float(s)} for i, s in zip(row_ids, row_scores)]
@@ -83,6 +84,9 @@ def print_summary(config, data, wall_seconds: float, example_users: int = 3) -> 
   print(f"  data: {len(data.interactions):,} interactions, "
         f"{data.interactions[feats.USER_ID].nunique():,} users, {len(data.items):,} catalogue items")
   print(f"  pushed retrieval model: {pushed}")
+  ranking_pushed = latest_pushed_model_dir(store, "RankingPusher")
+  if config.ranking.enabled:
+    print(f"  pushed ranking model ({config.ranking.architecture}): {ranking_pushed}")
   print(f"  ML Metadata: {os.path.abspath(config.metadata_path)}")
   if metrics:
     print(f"\nRetrieval on the held-out test split ({metrics['users_evaluated']:,} users; "
@@ -90,6 +94,12 @@ def print_summary(config, data, wall_seconds: float, example_users: int = 3) -> 
           f"items; 'sampled' = vs 100 sampled negatives):")
     print(metrics_table(metrics))
     print(f"  ScaNN top-10 vs exact brute-force top-10: recall {metrics['scann_recall@10']:.4f}")
+  ranking_metrics = latest_metrics(store, "RankingEvaluator") if config.ranking.enabled else None
+  if ranking_metrics:
+    print(f"\nRanking on the same test users ('rerank' = ordering the retrieval top-100 minus "
+          f"training items, {ranking_metrics['rerank/candidates_with_target']:.1%} of which hold "
+          f"the held-out item; 'sampled' = vs 100 sampled negatives):")
+    print(ranking_evaluator.ranking_table(ranking_metrics, config.ranking.architecture))
   if pushed:
     users = sorted(data.interactions[feats.USER_ID].unique())[:example_users]
     titles = dict(zip(data.items[feats.ITEM_ID], data.items.get("title", pd.Series(dtype=str))))
@@ -99,4 +109,5 @@ def print_summary(config, data, wall_seconds: float, example_users: int = 3) -> 
       print("\n".join(describe_recommendations(recs, titles)))
   print(f"\nWall time: {wall_seconds:.0f}s")
   print("=" * 78)
-  return {"pushed_model": pushed, "metrics": metrics}
+  return {"pushed_model": pushed, "metrics": metrics, "ranking_model": ranking_pushed,
+          "ranking_metrics": ranking_metrics}

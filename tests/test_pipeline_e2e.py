@@ -21,7 +21,8 @@ pytestmark = pytest.mark.e2e
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPONENTS = ["TimeSplitExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-              "AnomalyGate", "Transform", "Trainer", "RetrievalEvaluator", "Pusher"]
+              "AnomalyGate", "Transform", "RetrievalTrainer", "RetrievalEvaluator",
+              "RetrievalPusher", "RankingTrainer", "RankingEvaluator", "RankingPusher"]
 
 
 @pytest.fixture(scope="module")

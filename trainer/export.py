@@ -142,7 +142,7 @@ class RawFeatureModule(tf.Module):
   def __init__(self, tf_transform_output: tft.TFTransformOutput, all_features,
                users: Optional[pd.DataFrame]):
     super().__init__()
-    self._raw_spec = tf_transform_output.raw_feature_spec()
+    self.raw_spec = tf_transform_output.raw_feature_spec()
     self.tft_layer = tf_transform_output.transform_features_layer()
     self._user_features = [f for f in feats.by_role(all_features, "user")
                            if f.name != feats.USER_ID]
@@ -152,7 +152,7 @@ class RawFeatureModule(tf.Module):
   def _build_user_tables(self, users: Optional[pd.DataFrame]):
     tables = {}
     for f in self._user_features:
-      dtype = self._raw_spec[f.name].dtype
+      dtype = self.raw_spec[f.name].dtype
       keys = tf.constant(users[feats.USER_ID].astype(str).tolist(), tf.string)
       values = _column_tensor(users[f.name], dtype)
       # Unknown users get the most common value of each feature.
@@ -168,10 +168,10 @@ class RawFeatureModule(tf.Module):
     provided = dict(provided)
     for name, table in self.user_tables.items():
       provided[name] = table.lookup(user_id)
-    return self.tft_layer(raw_batch(self._raw_spec, provided, tf.size(user_id)))
+    return self.tft_layer(raw_batch(self.raw_spec, provided, tf.size(user_id)))
 
   def context_specs(self) -> List[tf.TensorSpec]:
-    return [tf.TensorSpec([None], self._raw_spec[f.name].dtype, name=f.name)
+    return [tf.TensorSpec([None], self.raw_spec[f.name].dtype, name=f.name)
             for f in self._context]
 
   def context_names(self) -> List[str]:
@@ -187,8 +187,8 @@ class RetrievalModule(RawFeatureModule):
     super().__init__(tf_transform_output, all_features, users)
     self.query_tower = model.query_tower
     item_features = feats.candidate_features(all_features)
-    raw_items = catalogue_raw_features(items, self._raw_spec, item_features)
-    transformed = self.tft_layer(raw_batch(self._raw_spec, raw_items, len(items)))
+    raw_items = catalogue_raw_features(items, self.raw_spec, item_features)
+    transformed = self.tft_layer(raw_batch(self.raw_spec, raw_items, len(items)))
     self.item_ids = tf.Variable(tf.constant(items[feats.ITEM_ID].astype(str).tolist()),
                                 trainable=False, name="item_ids")
     self.item_embedding_table = tf.Variable(
@@ -237,15 +237,71 @@ class RetrievalModule(RawFeatureModule):
     }
 
 
+class RankingModule(RawFeatureModule):
+  """What gets saved for a ranker: the Transform layer, user and item feature tables and
+  the model, so a request carries only ids and context.
+
+  Signatures:
+    serving_default(user_id, item_id, <context>) -> scores [batch]
+        one row per (user, item) pair: score a few hundred candidates in one call
+    score_examples(examples: serialized tf.Example [batch]) -> scores [batch]  (for TFMA)
+  Scores are probabilities for implicit feedback ("binary"), ratings for "regression".
+  """
+
+  def __init__(self, tf_transform_output: tft.TFTransformOutput, all_features,
+               items: pd.DataFrame, users: Optional[pd.DataFrame]):
+    super().__init__(tf_transform_output, all_features, users)
+    self.items = ItemTable(items, self.raw_spec, feats.candidate_features(all_features))
+    self.model = None
+    self._objective = "binary"
+
+  def attach(self, model, objective: str):
+    self.model = model
+    self._objective = objective
+
+  def _score(self, transformed) -> Dict[str, tf.Tensor]:
+    output = self.model(transformed, training=False)
+    return {"scores": tf.sigmoid(output) if self._objective == "binary" else output}
+
+  def score_pairs(self, user_id, item_id, context: Dict[str, tf.Tensor]):
+    provided = {**self.items.lookup(item_id), feats.USER_ID: user_id, feats.ITEM_ID: item_id,
+                **context}
+    return self._score(self.transform(provided))
+
+  def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+    pair_specs = [tf.TensorSpec([None], tf.string, name=feats.USER_ID),
+                  tf.TensorSpec([None], tf.string, name=feats.ITEM_ID)]
+    context_names = self.context_names()
+    example_spec = {name: (tf.io.FixedLenFeature(spec.shape, spec.dtype,
+                                                 default_value=[_default_value(spec.dtype)])
+                           if isinstance(spec, tf.io.FixedLenFeature) else spec)
+                    for name, spec in self.raw_spec.items()}
+
+    @tf.function(input_signature=pair_specs + self.context_specs())
+    def serving_default(user_id, item_id, *context):
+      return self.score_pairs(user_id, item_id, dict(zip(context_names, context)))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def score_examples(examples):
+      return self._score(self.tft_layer(tf.io.parse_example(examples, example_spec)))
+
+    return {"serving_default": serving_default.get_concrete_function(),
+            "score_examples": score_examples.get_concrete_function()}
+
+
+def save(module, path: str):
+  tf.saved_model.save(module, path, signatures=module.signatures(),
+                      options=tf.saved_model.SaveOptions(namespace_whitelist=[SCANN_NAMESPACE]))
+
+
 def export_retrieval_model(path: str, tf_transform_output, model, all_features,
                            items: pd.DataFrame, users: Optional[pd.DataFrame], top_k: int):
   module = RetrievalModule(tf_transform_output, model, all_features, items, users, top_k)
-  tf.saved_model.save(module, path, signatures=module.signatures(),
-                      options=tf.saved_model.SaveOptions(namespace_whitelist=[SCANN_NAMESPACE]))
+  save(module, path)
   return module
 
 
-def load_retrieval_model(path: str):
-  """Loads an exported retrieval model; ScaNN's ops must be registered first."""
+def load_model(path: str):
+  """Loads an exported SavedModel; ScaNN's ops must be registered first."""
   import scann  # noqa: F401  (registers the Scann ops with TensorFlow)
   return tf.saved_model.load(path)

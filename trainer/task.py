@@ -26,7 +26,7 @@ from trainer.model import ModelConfig, TwoTowerModel
 from trainer.preprocessing import NUM_OOV_BUCKETS
 
 
-def _dataset(fn_args, files, tf_transform_output, batch_size: int, shuffle: bool, seed: int):
+def transformed_dataset(fn_args, files, tf_transform_output, batch_size: int, shuffle: bool, seed: int):
   return fn_args.data_accessor.tf_dataset_factory(
       files,
       tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle=shuffle,
@@ -64,8 +64,10 @@ def run_fn(fn_args: tfx.components.FnArgs):
   all_features = feats.load_features(fn_args.schema_path)
   vocab_sizes = vocabulary_sizes(tf_transform_output, all_features)
 
-  train = _dataset(fn_args, fn_args.train_files, tf_transform_output, batch_size, True, seed)
-  evaluation = _dataset(fn_args, fn_args.eval_files, tf_transform_output, batch_size, False, seed)
+  train = transformed_dataset(fn_args, fn_args.train_files, tf_transform_output, batch_size,
+                              True, seed)
+  evaluation = transformed_dataset(fn_args, fn_args.eval_files, tf_transform_output,
+                                   batch_size, False, seed)
   counts = item_counts(train, vocab_sizes[feats.ITEM_ID])
 
   cfg = model_config(config)
