@@ -1,0 +1,109 @@
+"""TF Serving's two gRPC services over a ModelManager: PredictionService (Predict,
+GetModelMetadata) and ModelService (GetModelStatus). Classify, Regress, MultiInference and
+HandleReloadConfigRequest answer UNIMPLEMENTED (the generated base classes do that).
+"""
+import functools
+import logging
+
+import grpc
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
+                                     model_service_pb2_grpc, prediction_service_pb2_grpc)
+
+from serving import errors
+from serving.model_manager import ModelManager
+from serving.servable import Servable
+from serving.signature_runner import run_predict
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_DEF = "signature_def"  # the one metadata field TF Serving supports
+
+
+def _rpc(method):
+  """A ServingError becomes its status; anything else INTERNAL (and is logged). Either way
+  only this request fails."""
+
+  @functools.wraps(method)
+  def handler(self, request, context):
+    try:
+      return method(self, request, context)
+    except errors.ServingError as e:
+      context.abort(e.code, e.message)
+    except Exception as e:
+      log.exception("%s failed", method.__name__)
+      context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+
+  return handler
+
+
+def _require_model_spec(request) -> None:
+  if not request.HasField("model_spec"):
+    raise errors.invalid_argument("Missing ModelSpec")
+
+
+def _servable(manager: ModelManager, request) -> Servable:
+  _require_model_spec(request)
+  spec = request.model_spec
+  if not spec.name:
+    raise errors.invalid_argument("ModelSpec has no name specified.")
+  choice = spec.WhichOneof("version_choice")
+  if choice == "version_label":
+    # No labels are configured: TF Serving's answer when a label is not in its config.
+    raise errors.invalid_argument(f"Unrecognized servable version label: {spec.version_label}")
+  return manager.get(spec.name, spec.version.value if choice == "version" else None)
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+
+  def __init__(self, manager: ModelManager, max_batch_size: int):
+    self._manager = manager
+    self._max_batch_size = max_batch_size
+
+  @_rpc
+  def Predict(self, request, context):
+    return run_predict(_servable(self._manager, request), request, self._max_batch_size)
+
+  @_rpc
+  def GetModelMetadata(self, request, context):
+    _require_model_spec(request)
+    if not request.metadata_field:
+      raise errors.invalid_argument(
+          "GetModelMetadataRequest must specify at least one metadata_field")
+    for field in request.metadata_field:
+      if field != SIGNATURE_DEF:
+        raise errors.invalid_argument(f"Metadata field {field} is not supported")
+    servable = _servable(self._manager, request)
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    for key, signature in servable.signature_defs.items():
+      signature_map.signature_def[key].CopyFrom(signature)
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    response.model_spec.name = servable.name
+    response.model_spec.version.value = servable.version
+    response.metadata[SIGNATURE_DEF].Pack(signature_map)
+    return response
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+
+  def __init__(self, manager: ModelManager):
+    self._manager = manager
+
+  @_rpc
+  def GetModelStatus(self, request, context):
+    _require_model_spec(request)
+    name = request.model_spec.name
+    statuses = self._manager.statuses(name)
+    if request.model_spec.HasField("version"):
+      version = request.model_spec.version.value
+      if version not in statuses:
+        raise errors.not_found(f"Could not find version {version} of model {name}")
+      statuses = {version: statuses[version]}
+    elif not statuses:
+      raise errors.not_found(f"Could not find any versions of model {name}")
+    response = get_model_status_pb2.GetModelStatusResponse()
+    for version in sorted(statuses, reverse=True):  # newest first, as TF Serving lists them
+      status = statuses[version]
+      entry = response.model_version_status.add(version=version, state=status.state)
+      entry.status.error_code = status.error_code
+      entry.status.error_message = status.error_message
+    return response
