@@ -5,6 +5,11 @@ Input: a canonical data directory (interactions.csv, items.csv, optional users.c
 components/ingest/dataset.py). Each interaction is joined with its item's and user's
 features and written as a tf.Example typed by the curated schema.
 
+Slice features: each example also carries three strings that evaluation slices by, all
+computed from the train split only: `item_popularity` (the item's training interactions:
+cold 0 / rare 1-4 / mid 5-49 / popular 50+), `user_activity` (the user's training
+interactions: new <5 / light 5-19 / regular 20-99 / heavy 100+) and `daypart` (from hour).
+
 Split (leave-last-out, the protocol of NCF / SASRec / BERT4Rec papers): each user's
 interactions are ordered by time, ties broken by a seeded hash of (user, item) — never by
 item id or file order, which correlate with popularity and release date. The last one
@@ -50,6 +55,41 @@ def assign_splits(rows: List[Dict[str, str]], seed: int, min_to_hold_out: int
       yield "eval", row
     else:
       yield "test", row
+
+
+ITEM_POPULARITY = "item_popularity"
+USER_ACTIVITY = "user_activity"
+DAYPART = "daypart"
+SLICE_FEATURES = (ITEM_POPULARITY, USER_ACTIVITY, DAYPART)
+
+
+def bucket(count: int, edges, labels) -> str:
+  """The label of the first edge the count is below (the last label otherwise)."""
+  for edge, label in zip(edges, labels):
+    if count < edge:
+      return label
+  return labels[-1]
+
+
+def popularity_bucket(count: int) -> str:
+  return bucket(count, (1, 5, 50), ("cold", "rare", "mid", "popular"))
+
+
+def activity_bucket(count: int) -> str:
+  return bucket(count, (5, 20, 100), ("new", "light", "regular", "heavy"))
+
+
+def daypart(hour: int) -> str:
+  return bucket(hour, (6, 12, 18), ("night", "morning", "afternoon", "evening"))
+
+
+def add_slice_features(row: Dict[str, str], item_counts: Dict[str, int],
+                       user_counts: Dict[str, int]) -> Dict[str, str]:
+  out = dict(row)
+  out[ITEM_POPULARITY] = popularity_bucket(item_counts.get(row[feats.ITEM_ID], 0))
+  out[USER_ACTIVITY] = activity_bucket(user_counts.get(row[feats.USER_ID], 0))
+  out[DAYPART] = daypart(int(float(row["hour"])))
+  return out
 
 
 def _read_table(path: str, key: str) -> Dict[str, Dict[str, str]]:
@@ -134,11 +174,20 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             lambda kv: assign_splits(list(kv[1]), seed, min_to_hold_out)))
     partitions = split_rows | "Partition" >> beam.Partition(
         lambda split_row, _: SPLITS.index(split_row[0]), len(SPLITS))
+    # Training counts per item and per user, for the slice features (side inputs).
+    train_rows = partitions[0]
+    item_counts = (train_rows | "ItemKeys" >> beam.Map(lambda sr: sr[1][feats.ITEM_ID])
+                   | "CountItems" >> beam.combiners.Count.PerElement())
+    user_counts = (train_rows | "UserKeys" >> beam.Map(lambda sr: sr[1][feats.USER_ID])
+                   | "CountUsers" >> beam.combiners.Count.PerElement())
     result = {}
     for name, part in zip(SPLITS, partitions):
       result[name] = (
           part
           | f"Drop[{name}]" >> beam.Map(lambda split_row: split_row[1])
+          | f"Slices[{name}]" >> beam.Map(add_slice_features,
+                                          beam.pvalue.AsDict(item_counts),
+                                          beam.pvalue.AsDict(user_counts))
           | f"Join[{name}]" >> beam.ParDo(_JoinFeatures(input_base))
           | f"Encode[{name}]" >> beam.Map(encode))
     return result

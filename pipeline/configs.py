@@ -51,6 +51,20 @@ class RankingConfig:
 
 
 @dataclasses.dataclass
+class ValidationConfig:
+  """Model validation with TFMA (pipeline/model_validation.py says how each knob is used)."""
+  metrics: List[str] = dataclasses.field(default_factory=lambda: ["hit_rate", "ndcg", "recall",
+                                                                  "map"])
+  ks: List[int] = dataclasses.field(default_factory=lambda: [10, 50, 100])
+  slices: List[str] = dataclasses.field(default_factory=lambda: ["item_popularity",
+                                                                 "user_activity", "daypart"])
+  min_hit_rate_lift_at_10: float = 0.005  # HR@10 minus popularity's: popularity itself fails
+  thresholds: Dict[str, float] = dataclasses.field(default_factory=dict)  # extra lower bounds
+  max_regression: Dict[str, float] = dataclasses.field(
+      default_factory=lambda: {"hit_rate@10": 0.01, "ndcg@10": 0.01})  # vs last blessed
+
+
+@dataclasses.dataclass
 class PipelineConfig:
   pipeline_name: str = "recsys"
   data: str = "synthetic"  # synthetic | movielens:<dir> | csv:<file>
@@ -64,6 +78,7 @@ class PipelineConfig:
       "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
   trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
   ranking: RankingConfig = dataclasses.field(default_factory=RankingConfig)
+  validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
 
   @property
   def metadata_path(self) -> str:
@@ -86,7 +101,8 @@ class PipelineConfig:
     return self.push_dir("retrieval")
 
 
-SECTIONS = {"trainer": TrainerConfig, "ranking": RankingConfig}
+SECTIONS = {"trainer": TrainerConfig, "ranking": RankingConfig,
+            "validation": ValidationConfig}
 
 
 def _build(cls, values: Dict[str, Any], where: str):
@@ -171,8 +187,13 @@ def validate_ranker(ranking_config: RankingConfig, where: str) -> None:
 
 def validate_against_schema(config: PipelineConfig, features, schema_file: str) -> None:
   """Checks that need the schema: features the config names must exist there."""
+  from pipeline import model_validation  # imports TFMA
   names = {f.name for f in features}
   missing = [n for n in (config.ranking.features or []) if n not in names]
   if missing:
     raise ConfigError(f"ranking.features names {missing}, which {schema_file} lacks; "
                       f"allowed: {sorted(names)}")
+  try:
+    model_validation.check(config.validation, sorted(names))
+  except ValueError as e:
+    raise ConfigError(f"{schema_file}: {e}") from None

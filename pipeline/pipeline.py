@@ -1,7 +1,9 @@
 """The TFX DAG. This module only wires components; every knob is in pipeline/configs.py.
 
   TimeSplitExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> AnomalyGate
-    -> Transform -> RetrievalTrainer (two-tower + ScaNN) -> RetrievalEvaluator -> RetrievalPusher
+    -> Transform -> RetrievalTrainer (two-tower + ScaNN) -> RetrievalEvaluator (report)
+                    -> RetrievalValidator (TFMA, vs LatestBlessedRetrievalModel)
+                    -> RetrievalPusher (only a blessed model)
                  -> RankingTrainer (wide_deep | dcn | deepfm | ncf) -> RankingEvaluator
                                                                     -> RankingPusher
 """
@@ -14,13 +16,14 @@ from components import time_split_example_gen as example_gen_lib
 from components.anomaly_gate import AnomalyGate
 from components.retrieval_evaluator import RetrievalEvaluator
 from components.ranking_evaluator import RankingEvaluator
-from pipeline import configs
+from pipeline import configs, model_validation
 from pipeline.configs import PipelineConfig
 from trainer import features as feats
 
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.task.run_fn"
 RANKING_RUN_FN = "trainer.ranking_task.run_fn"
+IN_PROCESS_BEAM = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
 
 def trainer_custom_config(config: PipelineConfig, data_dir: str) -> dict:
@@ -36,9 +39,10 @@ def ranking_custom_config(config: PipelineConfig, data_dir: str) -> dict:
           "features": r.features, "seed": config.seed, "data_dir": data_dir}
 
 
-def _pusher(model_channel, push_dir: str):
+def _pusher(model_channel, push_dir: str, blessing=None):
   return tfx.components.Pusher(
       model=model_channel,
+      model_blessing=blessing,
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_dir)))
 
@@ -81,11 +85,29 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
       model=retrieval_trainer.outputs["model"],
       schema=schema_gen.outputs["schema"],
       seed=config.seed)
-  retrieval_pusher = _pusher(retrieval_trainer.outputs["model"],
-                             config.push_dir("retrieval")).with_id("RetrievalPusher")
+  # TFMA judges the new model against thresholds and the latest blessed retrieval model.
+  baseline = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
+                            producer_component_id="RetrievalTrainer"),
+      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
+                                     producer_component_id="RetrievalValidator"),
+  ).with_id("LatestBlessedRetrievalModel")
+  retrieval_validator = tfx.components.Evaluator(
+      examples=example_gen.outputs["examples"],
+      model=retrieval_trainer.outputs["model"],
+      baseline_model=baseline.outputs["model"],
+      eval_config=model_validation.eval_config(config.validation),
+      example_splits=["test"]).with_id("RetrievalValidator")
+  # In-process Beam: TFMA loads the SavedModel, whose ScaNN ops are registered only where
+  # scann was imported (components/tfma_metrics.py), i.e. this process, not fresh workers.
+  retrieval_validator.with_beam_pipeline_args(IN_PROCESS_BEAM)
+  retrieval_pusher = _pusher(retrieval_trainer.outputs["model"], config.push_dir("retrieval"),
+                             retrieval_validator.outputs["blessing"]).with_id("RetrievalPusher")
   retrieval_pusher.add_upstream_node(retrieval_evaluator)
   components = [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
-                transform, retrieval_trainer, retrieval_evaluator, retrieval_pusher]
+                transform, retrieval_trainer, retrieval_evaluator, baseline,
+                retrieval_validator, retrieval_pusher]
 
   if config.ranking.enabled:
     ranking_trainer = tfx.components.Trainer(

@@ -28,7 +28,9 @@ def _anomalies_artifact(tmp_path, frame):
 
 def _frame(**overrides):
   frame = pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "y"], "timestamp": [1, 2],
-                        "hour": [3, 4], "label": [1.0, 1.0], "genres": ["g", "h"], "year": [0, 0]})
+                        "hour": [3, 4], "label": [1.0, 1.0], "genres": ["g", "h"], "year": [0, 0],
+                        "item_popularity": ["cold", "mid"], "user_activity": ["new", "new"],
+                        "daypart": ["night", "night"]})
   for k, v in overrides.items():
     frame[k] = v
   return frame

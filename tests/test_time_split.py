@@ -30,3 +30,13 @@ def test_ties_are_broken_by_seeded_hash_not_by_item_id_or_file_order():
   assert forward == backward
   assert forward != sorted(forward)
   assert tie_break(0, "u", "i1") == tie_break(0, "u", "i1") != tie_break(1, "u", "i1")
+
+
+def test_slice_buckets():
+  from components.time_split_example_gen import activity_bucket, daypart, popularity_bucket
+  assert [popularity_bucket(c) for c in (0, 1, 4, 5, 49, 50)] == [
+      "cold", "rare", "rare", "mid", "mid", "popular"]
+  assert [activity_bucket(c) for c in (0, 4, 5, 19, 20, 99, 100)] == [
+      "new", "new", "light", "light", "regular", "regular", "heavy"]
+  assert [daypart(h) for h in (0, 5, 6, 11, 12, 17, 18, 23)] == [
+      "night", "night", "morning", "morning", "afternoon", "afternoon", "evening", "evening"]

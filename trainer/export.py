@@ -6,12 +6,15 @@ Signatures (all take raw values; Transform runs inside the model):
   recommend_with_context(user_id, <context>)  -> item_ids, scores
   query_embedding(user_id, <context>)         -> embedding [batch, D]
   item_embeddings()                           -> item_ids [N], embeddings [N, D]
+  evaluate_examples(examples)                 -> ranks [batch, 2]: full-catalogue ranks of
+      each serialized example's item for the model and for popularity (TFMA reads this)
 
 Context values that are unknown or absent use the feature's "unknown" value (-1 for a
 categorical int such as hour, "" for a string such as device); the model was trained
 to handle them (see trainer/model.py).  User features are looked up inside the model
 from the user table, so a request needs only the user id.
 """
+import dataclasses
 import math
 from typing import Dict, List, Optional
 
@@ -178,12 +181,73 @@ class RawFeatureModule(tf.Module):
     return [f.name for f in self._context]
 
 
+@dataclasses.dataclass
+class TrainingInteractions:
+  """The training split's (user id, item id) pairs, as raw id strings."""
+  user_ids: np.ndarray
+  item_ids: np.ndarray
+
+
+class EvaluationTables(tf.Module):
+  """What the evaluation signature needs besides the model: each user's training items
+  (to exclude them from the ranking) and each item's training popularity.
+
+  Popularity ties (common: many items share a count) are broken by a seeded random
+  fraction below 1 added to the count, never by item id or position."""
+
+  def __init__(self, catalogue_ids: List[str], interactions: TrainingInteractions, seed: int = 0):
+    super().__init__()
+    row_of_item = {item: i for i, item in enumerate(catalogue_ids)}
+    rows = pd.DataFrame({"user": interactions.user_ids,
+                         "item": pd.Series(interactions.item_ids).map(row_of_item)}).dropna()
+    rows["item"] = rows["item"].astype(np.int64)
+    per_user = rows.drop_duplicates().groupby("user")["item"].apply(np.sort)
+    users = per_user.index.astype(str).tolist()
+    self.user_row = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(users, tf.string),
+                                            tf.range(len(users), dtype=tf.int64)),
+        default_value=len(users))  # unknown users: the last, empty row
+    lists = per_user.tolist() + [np.zeros(0, np.int64)]
+    ragged = tf.RaggedTensor.from_row_lengths(
+        np.concatenate(lists).astype(np.int64), [len(x) for x in lists])
+    self.seen_values = tf.Variable(ragged.values, trainable=False, name="seen_values")
+    self.seen_splits = tf.Variable(ragged.row_splits, trainable=False, name="seen_splits")
+    counts = np.bincount(rows["item"].to_numpy(), minlength=len(catalogue_ids))
+    jitter = np.random.default_rng(seed).random(len(catalogue_ids)) * 0.5
+    self.popularity = tf.Variable(counts + jitter, dtype=tf.float64, trainable=False,
+                                  name="popularity")
+
+  def seen_mask(self, user_id: tf.Tensor, num_items: int) -> tf.Tensor:
+    """[batch, num_items] booleans: True where the item is in the user's training history."""
+    seen = tf.gather(tf.RaggedTensor.from_row_splits(self.seen_values, self.seen_splits),
+                     self.user_row.lookup(user_id))
+    rows = tf.repeat(tf.range(seen.nrows()), seen.row_lengths())
+    indices = tf.stack([rows, seen.values], axis=1)
+    return tf.scatter_nd(indices, tf.ones_like(seen.values, tf.bool),
+                         tf.stack([seen.nrows(), tf.constant(num_items, tf.int64)]))
+
+
+def rank_of_targets(scores: tf.Tensor, target: tf.Tensor, excluded: tf.Tensor) -> tf.Tensor:
+  """0-based rank of each row's target among the row's items that are not excluded (the
+  target itself never is). A target outside the catalogue (index == num items) ranks last."""
+  num_items = tf.shape(scores)[1]
+  in_catalogue = target < tf.cast(num_items, target.dtype)
+  safe_target = tf.where(in_catalogue, target, tf.zeros_like(target))
+  is_target = tf.one_hot(safe_target, num_items, on_value=True, off_value=False)
+  excluded = tf.logical_and(excluded, tf.logical_not(is_target))
+  target_score = tf.gather(scores, safe_target, batch_dims=1)
+  better = tf.logical_and(scores > target_score[:, None], tf.logical_not(excluded))
+  rank = tf.reduce_sum(tf.cast(better, tf.int64), axis=1)
+  return tf.where(in_catalogue, rank, tf.cast(num_items, tf.int64))
+
+
 class RetrievalModule(RawFeatureModule):
   """What gets saved: the Transform layer, the query tower, the user feature tables, the
   catalogue embeddings and the ScaNN index."""
 
   def __init__(self, tf_transform_output: tft.TFTransformOutput, model, all_features,
-               items: pd.DataFrame, users: Optional[pd.DataFrame], top_k: int):
+               items: pd.DataFrame, users: Optional[pd.DataFrame], top_k: int,
+               interactions: TrainingInteractions, with_index: bool = True):
     super().__init__(tf_transform_output, all_features, users)
     self.query_tower = model.query_tower
     item_features = feats.candidate_features(all_features)
@@ -195,9 +259,30 @@ class RetrievalModule(RawFeatureModule):
         model.candidate_tower(transformed, training=False), trainable=False,
         name="item_embeddings")
     self.config = scann_config(len(items), top_k)
-    self.index = tfrs.layers.factorized_top_k.ScaNN(k=top_k, **self.config)
-    self.index.index(self.item_embedding_table, self.item_ids)
     self.top_k = top_k
+    self.index = None
+    if with_index:
+      self.index = tfrs.layers.factorized_top_k.ScaNN(k=top_k, **self.config)
+      self.index.index(self.item_embedding_table, self.item_ids)
+    catalogue_ids = items[feats.ITEM_ID].astype(str).tolist()
+    self.item_row = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(catalogue_ids),
+                                            tf.range(len(catalogue_ids), dtype=tf.int64)),
+        default_value=len(catalogue_ids))
+    self.evaluation = EvaluationTables(catalogue_ids, interactions)
+
+  def evaluate(self, user_id, item_id, context) -> Dict[str, tf.Tensor]:
+    """Full-catalogue ranks of the held-out items, for the model and for popularity:
+    ranks [batch, 2] = (model rank, popularity rank), each 0-based among all catalogue
+    items minus the user's training items."""
+    num_items = int(self.item_embedding_table.shape[0])
+    scores = tf.matmul(self._embed_query(user_id, context), self.item_embedding_table,
+                       transpose_b=True)
+    target = self.item_row.lookup(item_id)
+    seen = self.evaluation.seen_mask(user_id, num_items)
+    popularity = tf.tile(self.evaluation.popularity[None, :], [tf.size(user_id), 1])
+    ranks = [rank_of_targets(scores, target, seen), rank_of_targets(popularity, target, seen)]
+    return {"ranks": tf.cast(tf.stack(ranks, axis=1), tf.float32)}
 
   def _embed_query(self, user_id: tf.Tensor, context: Dict[str, tf.Tensor]) -> tf.Tensor:
     transformed = self.transform({feats.USER_ID: user_id, **context})
@@ -229,12 +314,25 @@ class RetrievalModule(RawFeatureModule):
       return {"item_ids": tf.identity(self.item_ids),
               "embeddings": tf.identity(self.item_embedding_table)}
 
-    return {
-        "serving_default": serving_default.get_concrete_function(),
-        "recommend_with_context": recommend_with_context.get_concrete_function(),
+    parse_spec = {name: self.raw_spec[name] for name in [feats.USER_ID, feats.ITEM_ID]
+                  + context_names}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def evaluate_examples(examples):
+      parsed = tf.io.parse_example(examples, parse_spec)
+      flat = {name: tf.reshape(x, [-1]) for name, x in parsed.items()}
+      return self.evaluate(flat[feats.USER_ID], flat[feats.ITEM_ID],
+                           {name: flat[name] for name in context_names})
+
+    signatures = {
         "query_embedding": query_embedding.get_concrete_function(),
         "item_embeddings": item_embeddings.get_concrete_function(),
+        "evaluate_examples": evaluate_examples.get_concrete_function(),
     }
+    if self.index is not None:
+      signatures["serving_default"] = serving_default.get_concrete_function()
+      signatures["recommend_with_context"] = recommend_with_context.get_concrete_function()
+    return signatures
 
 
 class RankingModule(RawFeatureModule):
@@ -294,10 +392,17 @@ def save(module, path: str):
                       options=tf.saved_model.SaveOptions(namespace_whitelist=[SCANN_NAMESPACE]))
 
 
-def export_retrieval_model(path: str, tf_transform_output, model, all_features,
-                           items: pd.DataFrame, users: Optional[pd.DataFrame], top_k: int):
-  module = RetrievalModule(tf_transform_output, model, all_features, items, users, top_k)
-  save(module, path)
+def export_retrieval_model(serving_dir: str, eval_dir: str, tf_transform_output, model,
+                           all_features, items: pd.DataFrame, users: Optional[pd.DataFrame],
+                           top_k: int, interactions: TrainingInteractions):
+  """Two SavedModels: the serving one (with the ScaNN index) and, for TFMA, the same model
+  without the index (TFMA's Beam workers load models without ScaNN's ops registered;
+  TFX's Evaluator reads <model>/Format-TFMA when it exists)."""
+  module = RetrievalModule(tf_transform_output, model, all_features, items, users, top_k,
+                           interactions)
+  save(module, serving_dir)
+  save(RetrievalModule(tf_transform_output, model, all_features, items, users, top_k,
+                       interactions, with_index=False), eval_dir)
   return module
 
 

@@ -10,6 +10,8 @@ feature carries a role tag (`role:user`, `role:item`, `role:context`, `role:labe
     INT / FLOAT otherwise     -> "numeric":   z-scored float
 
 Labels, ratings and timestamps pass through Transform unchanged and never feed a tower.
+Slice features (computed by TimeSplitExampleGen: item popularity, user activity, daypart
+buckets) exist only for evaluation: Transform drops them.
 """
 import dataclasses
 from typing import Dict, List, Optional
@@ -22,7 +24,7 @@ ITEM_ID = "item_id"
 TIMESTAMP = "timestamp"
 LABEL = "label"
 
-ROLES = ("user", "item", "context", "label", "rating", "time")
+ROLES = ("user", "item", "context", "label", "rating", "time", "slice")
 TOWER_ROLES = ("user", "item", "context")
 
 
@@ -30,7 +32,7 @@ TOWER_ROLES = ("user", "item", "context")
 class Feature:
   name: str
   role: str
-  encoding: str  # vocab | multi | int_cat | numeric | passthrough
+  encoding: str  # vocab | multi | int_cat | numeric | passthrough | slice
   dtype: str  # raw tf.Example type: "string" | "int64" | "float32"
   cardinality: Optional[int] = None  # int_cat only: max + 1 (one more is the "unknown" bucket)
 
@@ -55,6 +57,8 @@ def _role(feature: schema_pb2.Feature, schema_path: str) -> str:
 def _encoding(feature: schema_pb2.Feature, role: str) -> str:
   if role in ("label", "rating", "time"):
     return "passthrough"
+  if role == "slice":
+    return "slice"
   if feature.type == schema_pb2.BYTES:
     return "vocab" if feature.HasField("shape") else "multi"
   if feature.type == schema_pb2.INT and feature.int_domain.is_categorical:

@@ -40,4 +40,5 @@ def encode(feature: feats.Feature, x):
 
 def preprocessing_fn(inputs: Dict[str, Any], custom_config: Dict[str, Any]) -> Dict[str, Any]:
   features = feats.load_features(custom_config["schema_file"])
-  return {f.name: encode(f, inputs[f.name]) for f in features if f.name in inputs}
+  return {f.name: encode(f, inputs[f.name]) for f in features
+          if f.name in inputs and f.encoding != "slice"}

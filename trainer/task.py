@@ -11,7 +11,7 @@ in custom_config because TFX reads TrainArgs.num_steps=0 as "unset".
 """
 import json
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -39,12 +39,20 @@ def vocabulary_sizes(tf_transform_output, features) -> Dict[str, int]:
           for f in features if f.encoding in ("vocab", "multi")}
 
 
-def item_counts(dataset, num_items: int) -> np.ndarray:
-  """How often each item index occurs in training (for the logQ correction)."""
-  counts = np.zeros(num_items + NUM_OOV_BUCKETS, dtype=np.int64)
+def training_pairs(dataset, tf_transform_output) -> Tuple[np.ndarray, np.ndarray]:
+  """Every (user index, item index) pair of the transformed training split."""
+  users, items = [], []
   for batch in dataset:
-    np.add.at(counts, batch[feats.ITEM_ID].numpy(), 1)
-  return counts
+    users.append(batch[feats.USER_ID].numpy())
+    items.append(batch[feats.ITEM_ID].numpy())
+  return np.concatenate(users), np.concatenate(items)
+
+
+def as_ids(indices: np.ndarray, tf_transform_output, name: str) -> np.ndarray:
+  """Vocabulary indices back to raw id strings."""
+  vocabulary = np.array([v.decode() for v in tf_transform_output.vocabulary_by_name(name)],
+                        dtype=object)
+  return vocabulary[indices]
 
 
 def model_config(config: Dict[str, Any]) -> ModelConfig:
@@ -68,7 +76,9 @@ def run_fn(fn_args: tfx.components.FnArgs):
                               True, seed)
   evaluation = transformed_dataset(fn_args, fn_args.eval_files, tf_transform_output,
                                    batch_size, False, seed)
-  counts = item_counts(train, vocab_sizes[feats.ITEM_ID])
+  user_index, item_index = training_pairs(train, tf_transform_output)
+  # How often each item index occurs in training, for the logQ correction.
+  counts = np.bincount(item_index, minlength=vocab_sizes[feats.ITEM_ID] + NUM_OOV_BUCKETS)
 
   cfg = model_config(config)
   model = TwoTowerModel(all_features, vocab_sizes, counts, cfg)
@@ -87,8 +97,12 @@ def run_fn(fn_args: tfx.components.FnArgs):
 
   data_dir = config["data_dir"]
   data = canonical.read_canonical(data_dir)
-  module = export.export_retrieval_model(fn_args.serving_model_dir, tf_transform_output, model,
-                                         all_features, data.items, data.users, top_k)
+  interactions = export.TrainingInteractions(
+      as_ids(user_index, tf_transform_output, feats.USER_ID),
+      as_ids(item_index, tf_transform_output, feats.ITEM_ID))
+  module = export.export_retrieval_model(fn_args.serving_model_dir, fn_args.eval_model_dir,
+                                         tf_transform_output, model, all_features, data.items,
+                                         data.users, top_k, interactions)
   os.makedirs(fn_args.model_run_dir, exist_ok=True)
   with open(os.path.join(fn_args.model_run_dir, "training.json"), "w") as f:
     json.dump({"history": history, "item_vocabulary_size": vocab_sizes[feats.ITEM_ID],

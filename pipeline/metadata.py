@@ -1,0 +1,368 @@
+"""What ML Metadata knows about the pipeline: runs, models, lineage, artifacts.
+
+The store is read once into a Snapshot (executions, artifacts, events, and which run
+and pipeline node each execution belongs to); every question is then answered from it
+in plain Python. TFX's orchestrators record a run as a `pipeline_run` context and a
+component as a `node` context named "<pipeline>.<node id>", and link artifacts to
+executions by INPUT/OUTPUT events whose first path step is the input/output key.
+
+Works on the SQLite store of a local run (opened read-only) and on MySQL (Kubeflow's
+metadata store) through a connection config.
+"""
+import collections
+import dataclasses
+import datetime
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+import yaml
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2 as mlmd
+
+Event, Execution = mlmd.Event, mlmd.Execution
+INPUTS = (Event.INPUT, Event.DECLARED_INPUT)
+OUTPUTS = (Event.OUTPUT, Event.DECLARED_OUTPUT)
+# The input keys under which an execution judges a model: TFX Evaluator's and Pusher's
+# "model", RankingEvaluator's "ranking_model" (its "retrieval_model" only supplies
+# candidates, and Evaluator's "baseline_model" is the one compared against).
+EVALUATED_KEYS = ("model", "ranking_model")
+MYSQL_KEYS = ("host", "port", "database", "user", "password")
+
+
+class MetadataError(ValueError):
+  pass
+
+
+def connect_sqlite(path: str) -> metadata_store.MetadataStore:
+  if not os.path.isfile(path):
+    raise MetadataError(f"no ML Metadata store at {path}: run the pipeline first "
+                        f"(`recsys run`), or pass --metadata / --pipeline-root")
+  config = mlmd.ConnectionConfig()
+  config.sqlite.filename_uri = path
+  config.sqlite.connection_mode = mlmd.SqliteMetadataSourceConfig.READONLY
+  return _open(config, path)
+
+
+def read_mysql_config(path: str) -> Dict[str, Any]:
+  if not os.path.isfile(path):
+    raise MetadataError(f"MySQL config file {path} does not exist")
+  with open(path) as f:
+    values = yaml.safe_load(f) or {}  # YAML or JSON
+  if not isinstance(values, dict):
+    raise MetadataError(f"{path}: expected a mapping with keys {list(MYSQL_KEYS)}")
+  unknown = sorted(set(values) - set(MYSQL_KEYS))
+  missing = [k for k in ("host", "database", "user") if not values.get(k)]
+  if unknown or missing:
+    raise MetadataError(f"{path}: unknown key(s) {unknown}, missing {missing}; "
+                        f"expected {list(MYSQL_KEYS)} (port and password optional)")
+  return values
+
+
+def mysql_connection_config(values: Dict[str, Any]) -> mlmd.ConnectionConfig:
+  config = mlmd.ConnectionConfig()
+  config.mysql.host = str(values["host"])
+  config.mysql.port = int(values.get("port") or 3306)
+  config.mysql.database = str(values["database"])
+  config.mysql.user = str(values["user"])
+  config.mysql.password = str(values.get("password") or "")
+  config.mysql.skip_db_creation = True  # a reader must not create a missing database
+  return config
+
+
+def connect_mysql(values: Dict[str, Any]) -> metadata_store.MetadataStore:
+  where = f"mysql://{values['user']}@{values['host']}:{values.get('port') or 3306}/" \
+          f"{values['database']}"
+  return _open(mysql_connection_config(values), where,
+               hint=" (is a MySQL server listening there, and do the credentials work?)")
+
+
+def _open(config: mlmd.ConnectionConfig, where: str,
+          hint: str = "") -> metadata_store.MetadataStore:
+  try:
+    return metadata_store.MetadataStore(config)
+  except Exception as e:  # MLMD raises RuntimeError or its own errors, often multi-line
+    message = " ".join(str(e).split())[:300]
+    raise MetadataError(f"cannot open ML Metadata at {where}: {message}{hint}") from None
+
+
+def iso(ms: int) -> str:
+  return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime(
+      "%Y-%m-%dT%H:%M:%SZ") if ms else ""
+
+
+def _prop(message, name: str) -> Any:
+  """A property or custom property value, whatever its type."""
+  for props in (message.properties, message.custom_properties):
+    if name in props:
+      value = props[name]
+      kind = value.WhichOneof("value")
+      return getattr(value, kind) if kind else None
+  return None
+
+
+@dataclasses.dataclass
+class Snapshot:
+  executions: Dict[int, Execution]
+  artifacts: Dict[int, mlmd.Artifact]
+  inputs: Dict[int, List[Tuple[str, int]]]  # execution -> [(key, artifact)]
+  outputs: Dict[int, List[Tuple[str, int]]]
+  producer: Dict[int, int]  # artifact -> execution
+  consumers: Dict[int, List[Tuple[str, int]]]  # artifact -> [(key, execution)]
+  node: Dict[int, str]  # execution -> pipeline node id
+  run: Dict[int, str]  # execution -> run id
+  pipeline: Dict[int, str]  # execution -> pipeline name
+  runs: Dict[str, Tuple[str, int]]  # run id -> (pipeline name, create time)
+
+  def artifact_type(self, artifact_id: int) -> str:
+    return self.artifacts[artifact_id].type
+
+  def producer_node(self, artifact_id: int) -> str:
+    execution = self.producer.get(artifact_id)
+    return self.node.get(execution, "") if execution is not None else ""
+
+
+def snapshot(store: metadata_store.MetadataStore) -> Snapshot:
+  executions = {e.id: e for e in store.get_executions()}
+  artifacts = {a.id: a for a in store.get_artifacts()}
+  inputs, outputs = collections.defaultdict(list), collections.defaultdict(list)
+  producer, consumers = {}, collections.defaultdict(list)
+  for event in store.get_events_by_execution_ids(list(executions)):
+    key = event.path.steps[0].key if event.path.steps else ""
+    if event.type in INPUTS:
+      inputs[event.execution_id].append((key, event.artifact_id))
+      consumers[event.artifact_id].append((key, event.execution_id))
+    elif event.type in OUTPUTS:
+      outputs[event.execution_id].append((key, event.artifact_id))
+      producer[event.artifact_id] = event.execution_id
+  node, run, pipeline, runs = {}, {}, {}, {}
+  for context in store.get_contexts():
+    if context.type not in ("pipeline", "pipeline_run", "node"):
+      continue
+    for execution in store.get_executions_by_context(context.id):
+      if context.type == "pipeline":
+        pipeline[execution.id] = context.name
+      elif context.type == "pipeline_run":
+        run[execution.id] = context.name
+      else:
+        node[execution.id] = context.name
+  for execution_id, name in node.items():  # "<pipeline>.<node id>" -> node id
+    prefix = pipeline.get(execution_id, "")
+    node[execution_id] = name[len(prefix) + 1:] if prefix and name.startswith(prefix + ".") \
+        else name
+  for execution_id, run_id in run.items():
+    created = executions[execution_id].create_time_since_epoch
+    name = pipeline.get(execution_id, "")
+    runs[run_id] = (name, min(created, runs.get(run_id, (name, created))[1]))
+  return Snapshot(executions, artifacts, dict(inputs), dict(outputs), producer,
+                  dict(consumers), node, run, pipeline, runs)
+
+
+def state_name(execution: Execution) -> str:
+  return Execution.State.Name(execution.last_known_state)
+
+
+def runs(snap: Snapshot) -> List[Dict[str, Any]]:
+  """Each pipeline run, oldest first: when, status, each component's state."""
+  by_run = collections.defaultdict(list)
+  for execution_id, run_id in snap.run.items():
+    by_run[run_id].append(snap.executions[execution_id])
+  known_nodes = collections.defaultdict(set)  # pipeline -> every node seen in any run
+  for execution_id, name in snap.pipeline.items():
+    known_nodes[name].add(snap.node.get(execution_id, ""))
+  result = []
+  for run_id, (pipeline_name, _) in sorted(snap.runs.items(), key=lambda kv: kv[1][1]):
+    executions = sorted(by_run[run_id], key=lambda e: e.create_time_since_epoch)
+    states = [state_name(e) for e in executions]
+    components = [{"component": snap.node.get(e.id, ""), "state": state_name(e),
+                   "execution_id": e.id, "started": iso(e.create_time_since_epoch),
+                   "finished": iso(e.last_update_time_since_epoch)} for e in executions]
+    ran = {c["component"] for c in components}
+    result.append({
+        "run_id": run_id, "pipeline": pipeline_name, "status": _run_status(states),
+        "started": iso(min(e.create_time_since_epoch for e in executions)),
+        "finished": iso(max(e.last_update_time_since_epoch for e in executions)),
+        "components": components,
+        "cached": [c["component"] for c in components if c["state"] == "CACHED"],
+        "not_run": sorted(known_nodes[pipeline_name] - ran),
+    })
+  return result
+
+
+def _run_status(states: List[str]) -> str:
+  for status in ("FAILED", "CANCELED", "RUNNING", "NEW"):
+    if status in states:
+      return status
+  return "COMPLETE"
+
+
+def _outputs_of_consumers(snap: Snapshot, artifact_id: int, type_name: str,
+                          keys=EVALUATED_KEYS) -> List[int]:
+  """Artifacts of a type written by executions that consumed `artifact_id` under `keys`."""
+  found = []
+  for key, execution_id in snap.consumers.get(artifact_id, []):
+    if key in keys:
+      found += [a for _, a in snap.outputs.get(execution_id, [])
+                if snap.artifact_type(a) == type_name]
+  return sorted(set(found))
+
+
+def metrics_of(artifact: mlmd.Artifact) -> Dict[str, float]:
+  """An evaluation's metrics: its float custom properties (RetrievalEvaluator and
+  RankingEvaluator record their headline figures there)."""
+  return {k: v.double_value for k, v in sorted(artifact.custom_properties.items())
+          if v.WhichOneof("value") == "double_value"}
+
+
+def _push(snap: Snapshot, artifact_id: int) -> Dict[str, Any]:
+  pushed = snap.artifacts[artifact_id]
+  destination = _prop(pushed, "pushed_destination") or ""
+  return {"id": artifact_id, "pushed": _prop(pushed, "pushed") == 1,
+          "destination": destination, "version": _prop(pushed, "pushed_version") or "",
+          # TF Serving layout <serving_dir>/<model name>/<version>
+          "model_name": os.path.basename(os.path.dirname(destination.rstrip("/")))}
+
+
+def live_pushes(snap: Snapshot) -> Dict[str, int]:
+  """Model name -> the PushedModel TF Serving serves: the newest pushed version."""
+  newest = {}
+  for artifact_id, artifact in snap.artifacts.items():
+    if artifact.type != "PushedModel":
+      continue
+    push = _push(snap, artifact_id)
+    if not push["pushed"]:
+      continue
+    version = int(push["version"]) if str(push["version"]).isdigit() else -1
+    key = (version, artifact_id)
+    if push["model_name"] not in newest or key > newest[push["model_name"]][0]:
+      newest[push["model_name"]] = (key, artifact_id)
+  return {name: artifact_id for name, (_, artifact_id) in newest.items()}
+
+
+def models(snap: Snapshot) -> List[Dict[str, Any]]:
+  """Every trained model: run, blessing, metrics, push, and whether it is live."""
+  live = set(live_pushes(snap).values())
+  result = []
+  for artifact_id, artifact in sorted(snap.artifacts.items()):
+    if artifact.type != "Model":
+      continue
+    blessings = _outputs_of_consumers(snap, artifact_id, "ModelBlessing", ("model",))
+    evaluations = _outputs_of_consumers(snap, artifact_id, "ModelEvaluation")
+    pushes = [_push(snap, p)
+              for p in _outputs_of_consumers(snap, artifact_id, "PushedModel", ("model",))]
+    done = [p for p in pushes if p["pushed"]]
+    metrics = {}
+    for evaluation in evaluations:
+      metrics.update(metrics_of(snap.artifacts[evaluation]))
+    execution = snap.producer.get(artifact_id)
+    result.append({
+        "id": artifact_id, "trainer": snap.producer_node(artifact_id),
+        "run_id": snap.run.get(execution, ""), "created": iso(artifact.create_time_since_epoch),
+        "uri": artifact.uri,
+        "blessed": (all(_prop(snap.artifacts[b], "blessed") == 1 for b in blessings)
+                    if blessings else None),
+        "blessing_ids": blessings, "evaluation_ids": evaluations, "metrics": metrics,
+        "pushed": bool(done), "pushed_version": done[-1]["version"] if done else "",
+        "pushed_destination": done[-1]["destination"] if done else "",
+        "model_name": done[-1]["model_name"] if done else "",
+        "live": any(p["id"] in live for p in done),
+    })
+  return result
+
+
+def model_artifact(snap: Snapshot, model_id: int) -> mlmd.Artifact:
+  artifact = snap.artifacts.get(model_id)
+  if artifact is None or artifact.type != "Model":
+    known = sorted(a for a, x in snap.artifacts.items() if x.type == "Model")
+    raise MetadataError(f"no Model artifact with id {model_id} in this store; "
+                        f"Model ids: {known or 'none'} (see `recsys metadata models`)")
+  return artifact
+
+
+def describe_artifact(snap: Snapshot, artifact_id: int) -> Dict[str, Any]:
+  artifact = snap.artifacts[artifact_id]
+  execution = snap.producer.get(artifact_id)
+  return {"id": artifact_id, "type": artifact.type, "uri": artifact.uri,
+          "producer": snap.producer_node(artifact_id), "execution_id": execution,
+          "run_id": snap.run.get(execution, ""), "created": iso(artifact.create_time_since_epoch),
+          "state": mlmd.Artifact.State.Name(artifact.state),
+          "properties": {k: _prop(artifact, k) for k in
+                         sorted(set(artifact.properties) | set(artifact.custom_properties))}}
+
+
+def lineage(snap: Snapshot, model_id: int) -> Dict[str, Any]:
+  """Walks MLMD backwards from the Model: the executions that led to it, each with its
+  inputs, and a summary of the data span, schema and transform graph; then forward one
+  step to the evaluations, blessings and pushes of the model."""
+  model_artifact(snap, model_id)
+  steps, seen, frontier = [], set(), [model_id]
+  while frontier:
+    artifact_id = frontier.pop(0)
+    execution_id = snap.producer.get(artifact_id)
+    if execution_id is None or execution_id in seen:
+      continue
+    seen.add(execution_id)
+    execution = snap.executions[execution_id]
+    inputs = sorted(snap.inputs.get(execution_id, []))
+    steps.append({
+        "component": snap.node.get(execution_id, ""), "execution_id": execution_id,
+        "state": state_name(execution), "run_id": snap.run.get(execution_id, ""),
+        "finished": iso(execution.last_update_time_since_epoch),
+        "inputs": [{"key": k, **_brief(snap, a)} for k, a in inputs],
+        "outputs": [{"key": k, **_brief(snap, a)}
+                    for k, a in sorted(snap.outputs.get(execution_id, []))],
+        "properties": {k: _prop(execution, k) for k in _EXECUTION_SUMMARY
+                       if _prop(execution, k) is not None},
+    })
+    frontier += [a for _, a in inputs]
+  upstream = {i["id"] for s in steps for i in s["inputs"]}
+  return {
+      "model": describe_artifact(snap, model_id),
+      "data": [_data(snap, a) for a in sorted(upstream) if _is_raw_examples(snap, a)],
+      "schema": [describe_artifact(snap, a) for a in sorted(upstream)
+                 if snap.artifact_type(a) == "Schema"],
+      "transform_graph": [describe_artifact(snap, a) for a in sorted(upstream)
+                          if snap.artifact_type(a) == "TransformGraph"],
+      "evaluations": [{**describe_artifact(snap, a), "metrics": metrics_of(snap.artifacts[a])}
+                      for a in _outputs_of_consumers(snap, model_id, "ModelEvaluation")],
+      "blessings": [describe_artifact(snap, a) for a in
+                    _outputs_of_consumers(snap, model_id, "ModelBlessing", ("model",))],
+      "pushes": [_push(snap, a) for a in
+                 _outputs_of_consumers(snap, model_id, "PushedModel", ("model",))],
+      "steps": steps,
+  }
+
+
+# Execution properties worth showing in a lineage (where the data and schema came from).
+_EXECUTION_SUMMARY = ("input_base", "input_fingerprint", "span", "version", "schema_file",
+                      "run_fn", "preprocessing_fn")
+
+
+def _brief(snap: Snapshot, artifact_id: int) -> Dict[str, Any]:
+  return {"id": artifact_id, "type": snap.artifact_type(artifact_id),
+          "uri": snap.artifacts[artifact_id].uri, "producer": snap.producer_node(artifact_id)}
+
+
+def _is_raw_examples(snap: Snapshot, artifact_id: int) -> bool:
+  """Examples written by an ExampleGen: their producer read files, not other Examples."""
+  if snap.artifact_type(artifact_id) != "Examples":
+    return False
+  execution = snap.producer.get(artifact_id)
+  return execution is not None and _prop(snap.executions[execution], "input_base") is not None
+
+
+def _data(snap: Snapshot, artifact_id: int) -> Dict[str, Any]:
+  described = describe_artifact(snap, artifact_id)
+  execution = snap.executions[snap.producer[artifact_id]]
+  return {**described, "span": _prop(snap.artifacts[artifact_id], "span"),
+          "version": _prop(snap.artifacts[artifact_id], "version"),
+          "input_base": _prop(execution, "input_base"),
+          "input_fingerprint": _prop(execution, "input_fingerprint")}
+
+
+def artifacts(snap: Snapshot, type_name: str) -> List[Dict[str, Any]]:
+  known = sorted({a.type for a in snap.artifacts.values()})
+  if type_name not in known:
+    raise MetadataError(f"no artifacts of type '{type_name}' in this store; "
+                        f"types present: {', '.join(known) or 'none'}")
+  return [describe_artifact(snap, a) for a, x in sorted(snap.artifacts.items())
+          if x.type == type_name]
