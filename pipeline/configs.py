@@ -62,6 +62,9 @@ class ValidationConfig:
   thresholds: Dict[str, float] = dataclasses.field(default_factory=dict)  # extra lower bounds
   max_regression: Dict[str, float] = dataclasses.field(
       default_factory=lambda: {"hit_rate@10": 0.01, "ndcg@10": 0.01})  # vs last blessed
+  ranking_negatives: int = 20  # sampled negatives per held-out positive for the ranker's TFMA
+  min_ranking_auc: float = 0.6  # an untrained ranker scores about 0.5
+  max_ranking_auc_regression: float = 0.01
 
 
 @dataclasses.dataclass

@@ -13,7 +13,7 @@ import collections
 import dataclasses
 import datetime
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import yaml
 from ml_metadata.metadata_store import metadata_store
@@ -104,6 +104,7 @@ def _prop(message, name: str) -> Any:
 class Snapshot:
   executions: Dict[int, Execution]
   artifacts: Dict[int, mlmd.Artifact]
+  types: Dict[int, str]  # artifact -> type name without KFP's "tfx." prefix
   inputs: Dict[int, List[Tuple[str, int]]]  # execution -> [(key, artifact)]
   outputs: Dict[int, List[Tuple[str, int]]]
   producer: Dict[int, int]  # artifact -> execution
@@ -114,16 +115,30 @@ class Snapshot:
   runs: Dict[str, Tuple[str, int]]  # run id -> (pipeline name, create time)
 
   def artifact_type(self, artifact_id: int) -> str:
-    return self.artifacts[artifact_id].type
+    return self.types[artifact_id]
+
+  def of_type(self, type_name: str) -> List[int]:
+    return sorted(a for a, t in self.types.items() if t == type_name)
 
   def producer_node(self, artifact_id: int) -> str:
     execution = self.producer.get(artifact_id)
     return self.node.get(execution, "") if execution is not None else ""
 
 
+# Context types of TFX's own orchestrators (LocalDagRunner) and of KFP v2's launcher
+# (kubeflow/pipelines backend/src/v2/metadata/client.go: "system.Pipeline",
+# "system.PipelineRun"; there a component is the execution's "task_name" property, artifact
+# types are schema titles such as "tfx.Model", and each DAG has an execution of its own).
+PIPELINE_CONTEXTS = ("pipeline", "system.Pipeline")
+RUN_CONTEXTS = ("pipeline_run", "system.PipelineRun")
+DAG_EXECUTIONS = ("system.DAGExecution",)
+
+
 def snapshot(store: metadata_store.MetadataStore) -> Snapshot:
-  executions = {e.id: e for e in store.get_executions()}
+  executions = {e.id: e for e in store.get_executions() if e.type not in DAG_EXECUTIONS}
   artifacts = {a.id: a for a in store.get_artifacts()}
+  types = {a.id: a.type[len("tfx."):] if a.type.startswith("tfx.") else a.type
+           for a in artifacts.values()}
   inputs, outputs = collections.defaultdict(list), collections.defaultdict(list)
   producer, consumers = {}, collections.defaultdict(list)
   for event in store.get_events_by_execution_ids(list(executions)):
@@ -134,26 +149,26 @@ def snapshot(store: metadata_store.MetadataStore) -> Snapshot:
     elif event.type in OUTPUTS:
       outputs[event.execution_id].append((key, event.artifact_id))
       producer[event.artifact_id] = event.execution_id
-  node, run, pipeline, runs = {}, {}, {}, {}
+  node = {e.id: _prop(e, "task_name") for e in executions.values() if _prop(e, "task_name")}
+  run, pipeline = {}, {}
   for context in store.get_contexts():
-    if context.type not in ("pipeline", "pipeline_run", "node"):
+    attribution = (pipeline if context.type in PIPELINE_CONTEXTS else
+                   run if context.type in RUN_CONTEXTS else
+                   node if context.type == "node" else None)
+    if attribution is None:
       continue
     for execution in store.get_executions_by_context(context.id):
-      if context.type == "pipeline":
-        pipeline[execution.id] = context.name
-      elif context.type == "pipeline_run":
-        run[execution.id] = context.name
-      else:
-        node[execution.id] = context.name
-  for execution_id, name in node.items():  # "<pipeline>.<node id>" -> node id
-    prefix = pipeline.get(execution_id, "")
-    node[execution_id] = name[len(prefix) + 1:] if prefix and name.startswith(prefix + ".") \
-        else name
+      if execution.id in executions:
+        attribution[execution.id] = context.name
+  for execution_id, name in node.items():  # TFX: "<pipeline>.<node id>" -> node id
+    prefix = pipeline.get(execution_id, "") + "."
+    node[execution_id] = name[len(prefix):] if name.startswith(prefix) else name
+  runs = {}
   for execution_id, run_id in run.items():
     created = executions[execution_id].create_time_since_epoch
     name = pipeline.get(execution_id, "")
     runs[run_id] = (name, min(created, runs.get(run_id, (name, created))[1]))
-  return Snapshot(executions, artifacts, dict(inputs), dict(outputs), producer,
+  return Snapshot(executions, artifacts, types, dict(inputs), dict(outputs), producer,
                   dict(consumers), node, run, pipeline, runs)
 
 
@@ -170,7 +185,7 @@ def runs(snap: Snapshot) -> List[Dict[str, Any]]:
   for execution_id, name in snap.pipeline.items():
     known_nodes[name].add(snap.node.get(execution_id, ""))
   result = []
-  for run_id, (pipeline_name, _) in sorted(snap.runs.items(), key=lambda kv: kv[1][1]):
+  for run_id, (pipeline_name, _) in sorted(snap.runs.items(), key=_run_order):
     executions = sorted(by_run[run_id], key=lambda e: e.create_time_since_epoch)
     states = [state_name(e) for e in executions]
     components = [{"component": snap.node.get(e.id, ""), "state": state_name(e),
@@ -186,6 +201,11 @@ def runs(snap: Snapshot) -> List[Dict[str, Any]]:
         "not_run": sorted(known_nodes[pipeline_name] - ran),
     })
   return result
+
+
+def _run_order(item) -> Tuple[int, str]:
+  run_id, (_, created) = item
+  return created, run_id
 
 
 def _run_status(states: List[str]) -> str:
@@ -225,9 +245,7 @@ def _push(snap: Snapshot, artifact_id: int) -> Dict[str, Any]:
 def live_pushes(snap: Snapshot) -> Dict[str, int]:
   """Model name -> the PushedModel TF Serving serves: the newest pushed version."""
   newest = {}
-  for artifact_id, artifact in snap.artifacts.items():
-    if artifact.type != "PushedModel":
-      continue
+  for artifact_id in snap.of_type("PushedModel"):
     push = _push(snap, artifact_id)
     if not push["pushed"]:
       continue
@@ -242,9 +260,8 @@ def models(snap: Snapshot) -> List[Dict[str, Any]]:
   """Every trained model: run, blessing, metrics, push, and whether it is live."""
   live = set(live_pushes(snap).values())
   result = []
-  for artifact_id, artifact in sorted(snap.artifacts.items()):
-    if artifact.type != "Model":
-      continue
+  for artifact_id in snap.of_type("Model"):
+    artifact = snap.artifacts[artifact_id]
     blessings = _outputs_of_consumers(snap, artifact_id, "ModelBlessing", ("model",))
     evaluations = _outputs_of_consumers(snap, artifact_id, "ModelEvaluation")
     pushes = [_push(snap, p)
@@ -271,8 +288,8 @@ def models(snap: Snapshot) -> List[Dict[str, Any]]:
 
 def model_artifact(snap: Snapshot, model_id: int) -> mlmd.Artifact:
   artifact = snap.artifacts.get(model_id)
-  if artifact is None or artifact.type != "Model":
-    known = sorted(a for a, x in snap.artifacts.items() if x.type == "Model")
+  if artifact is None or snap.artifact_type(model_id) != "Model":
+    known = snap.of_type("Model")
     raise MetadataError(f"no Model artifact with id {model_id} in this store; "
                         f"Model ids: {known or 'none'} (see `recsys metadata models`)")
   return artifact
@@ -281,7 +298,7 @@ def model_artifact(snap: Snapshot, model_id: int) -> mlmd.Artifact:
 def describe_artifact(snap: Snapshot, artifact_id: int) -> Dict[str, Any]:
   artifact = snap.artifacts[artifact_id]
   execution = snap.producer.get(artifact_id)
-  return {"id": artifact_id, "type": artifact.type, "uri": artifact.uri,
+  return {"id": artifact_id, "type": snap.artifact_type(artifact_id), "uri": artifact.uri,
           "producer": snap.producer_node(artifact_id), "execution_id": execution,
           "run_id": snap.run.get(execution, ""), "created": iso(artifact.create_time_since_epoch),
           "state": mlmd.Artifact.State.Name(artifact.state),
@@ -360,9 +377,8 @@ def _data(snap: Snapshot, artifact_id: int) -> Dict[str, Any]:
 
 
 def artifacts(snap: Snapshot, type_name: str) -> List[Dict[str, Any]]:
-  known = sorted({a.type for a in snap.artifacts.values()})
+  known = sorted(set(snap.types.values()))
   if type_name not in known:
     raise MetadataError(f"no artifacts of type '{type_name}' in this store; "
                         f"types present: {', '.join(known) or 'none'}")
-  return [describe_artifact(snap, a) for a, x in sorted(snap.artifacts.items())
-          if x.type == type_name]
+  return [describe_artifact(snap, a) for a in snap.of_type(type_name)]

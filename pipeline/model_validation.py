@@ -1,4 +1,6 @@
-"""The TFMA EvalConfig that decides whether a retrieval model is blessed (and so pushed).
+"""The TFMA EvalConfigs that decide whether a model is blessed (and so pushed).
+
+Retrieval (eval_config):
 
 A model is blessed when, on the held-out test split (full-catalogue ranks from the model's
 `evaluate_examples` signature, see components/tfma_metrics.py):
@@ -8,6 +10,11 @@ A model is blessed when, on the held-out test split (full-catalogue ranks from t
   - it is not worse than the latest blessed model by more than `max_regression` (absolute),
     for each metric listed there; the first run has no baseline and is judged on the
     absolute thresholds alone.
+
+Ranking (ranking_eval_config), on the held-out positives plus sampled negatives
+(components/ranking_eval_examples.py): AUC >= min_ranking_auc (an untrained ranker scores
+about 0.5) and AUC not worse than the latest blessed ranker by more than
+max_ranking_auc_regression; NDCG@K per user (TFMA's query-based metric) is reported.
 """
 import json
 from typing import Dict, List
@@ -49,8 +56,7 @@ def check(validation, schema_features: List[str]) -> None:
 
 def _metric(name: str, k: int, threshold=None) -> tfma.MetricConfig:
   # Thresholds judge the overall slice only; per-slice values are reported, not gated.
-  per_slice = [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
-                                            threshold=threshold)] if threshold else []
+  per_slice = _overall_threshold(threshold) if threshold else []
   return tfma.MetricConfig(class_name="RankMetric", module=METRICS_MODULE,
                            config=json.dumps({"metric": name, "k": k, "name": f"{name}@{k}"}),
                            per_slice_thresholds=per_slice)
@@ -79,3 +85,30 @@ def eval_config(validation) -> tfma.EvalConfig:
       slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[f])
                                             for f in validation.slices],
       metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
+
+
+def _overall_threshold(threshold: tfma.MetricThreshold):
+  return [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)]
+
+
+def ranking_eval_config(validation) -> tfma.EvalConfig:
+  auc_threshold = tfma.MetricThreshold(
+      value_threshold=tfma.GenericValueThreshold(lower_bound={"value": validation.min_ranking_auc}),
+      change_threshold=tfma.GenericChangeThreshold(
+          direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+          absolute={"value": -validation.max_ranking_auc_regression}))
+  user_slices = [f for f in validation.slices if f != "item_popularity"]  # negatives differ
+  return tfma.EvalConfig(
+      model_specs=[tfma.ModelSpec(signature_name="score_examples", label_key="label",
+                                  prediction_key="scores")],
+      slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[f])
+                                            for f in user_slices],
+      metrics_specs=[
+          tfma.MetricsSpec(metrics=[
+              tfma.MetricConfig(class_name="AUC", per_slice_thresholds=_overall_threshold(
+                  auc_threshold)),
+              tfma.MetricConfig(class_name="ExampleCount")]),
+          tfma.MetricsSpec(query_key="user_id", metrics=[
+              tfma.MetricConfig(class_name="NDCG", config=json.dumps(
+                  {"gain_key": "label", "top_k_list": list(validation.ks)}))]),
+      ])

@@ -4,8 +4,9 @@
     -> Transform -> RetrievalTrainer (two-tower + ScaNN) -> RetrievalEvaluator (report)
                     -> RetrievalValidator (TFMA, vs LatestBlessedRetrievalModel)
                     -> RetrievalPusher (only a blessed model)
-                 -> RankingTrainer (wide_deep | dcn | deepfm | ncf) -> RankingEvaluator
-                                                                    -> RankingPusher
+                 -> RankingTrainer (wide_deep | dcn | deepfm | ncf) -> RankingEvaluator (report)
+                    -> RankingEvalExamples -> RankingValidator (TFMA, vs LatestBlessedRankingModel)
+                    -> RankingPusher (only a blessed model)
 """
 import os
 from typing import List, Optional
@@ -14,7 +15,9 @@ from tfx import v1 as tfx
 
 from components import time_split_example_gen as example_gen_lib
 from components.anomaly_gate import AnomalyGate
+from components.blessing_report import BlessingReport
 from components.retrieval_evaluator import RetrievalEvaluator
+from components.ranking_eval_examples import RankingEvalExamples
 from components.ranking_evaluator import RankingEvaluator
 from pipeline import configs, model_validation
 from pipeline.configs import PipelineConfig
@@ -105,9 +108,12 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
   retrieval_pusher = _pusher(retrieval_trainer.outputs["model"], config.push_dir("retrieval"),
                              retrieval_validator.outputs["blessing"]).with_id("RetrievalPusher")
   retrieval_pusher.add_upstream_node(retrieval_evaluator)
+  retrieval_report = BlessingReport(
+      evaluation=retrieval_validator.outputs["evaluation"],
+      blessing=retrieval_validator.outputs["blessing"]).with_id("RetrievalBlessingReport")
   components = [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
                 transform, retrieval_trainer, retrieval_evaluator, baseline,
-                retrieval_validator, retrieval_pusher]
+                retrieval_validator, retrieval_report, retrieval_pusher]
 
   if config.ranking.enabled:
     ranking_trainer = tfx.components.Trainer(
@@ -124,10 +130,31 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
         ranking_model=ranking_trainer.outputs["model"],
         schema=schema_gen.outputs["schema"],
         seed=config.seed)
-    ranking_pusher = _pusher(ranking_trainer.outputs["model"],
-                             config.push_dir("ranking")).with_id("RankingPusher")
+    ranking_examples = RankingEvalExamples(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        data_dir=data_dir, negatives=config.validation.ranking_negatives, seed=config.seed)
+    ranking_baseline = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
+                              producer_component_id="RankingTrainer"),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
+                                       producer_component_id="RankingValidator"),
+    ).with_id("LatestBlessedRankingModel")
+    ranking_validator = tfx.components.Evaluator(
+        examples=ranking_examples.outputs["ranking_examples"],
+        model=ranking_trainer.outputs["model"],
+        baseline_model=ranking_baseline.outputs["model"],
+        eval_config=model_validation.ranking_eval_config(config.validation),
+        example_splits=["test"]).with_id("RankingValidator")
+    ranking_validator.with_beam_pipeline_args(IN_PROCESS_BEAM)
+    ranking_pusher = _pusher(ranking_trainer.outputs["model"], config.push_dir("ranking"),
+                             ranking_validator.outputs["blessing"]).with_id("RankingPusher")
     ranking_pusher.add_upstream_node(ranking_evaluator)
-    components += [ranking_trainer, ranking_evaluator, ranking_pusher]
+    ranking_report = BlessingReport(
+        evaluation=ranking_validator.outputs["evaluation"],
+        blessing=ranking_validator.outputs["blessing"]).with_id("RankingBlessingReport")
+    components += [ranking_trainer, ranking_evaluator, ranking_examples, ranking_baseline,
+                   ranking_validator, ranking_report, ranking_pusher]
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,

@@ -36,8 +36,11 @@ def _property(artifact, name: str):
 
 
 def latest_pushed_model_dir(store, pusher: str = "RetrievalPusher") -> Optional[str]:
-  pushed = latest_artifact(store, "PushedModel", pusher)
-  return _property(pushed, "pushed_destination") if pushed else None
+  """Where the live model is: the newest push that really happened (a Pusher that got an
+  unblessed model records an artifact with pushed=0)."""
+  pushes = [a for a in store.get_artifacts_by_type("PushedModel")
+            if f"/{pusher}/" in a.uri and _property(a, "pushed") == 1]
+  return _property(max(pushes, key=lambda a: a.id), "pushed_destination") if pushes else None
 
 
 def latest_metrics(store, evaluator: str = "RetrievalEvaluator") -> Optional[Dict[str, float]]:
@@ -46,6 +49,23 @@ def latest_metrics(store, evaluator: str = "RetrievalEvaluator") -> Optional[Dic
     return None
   with open(os.path.join(evaluation.uri, "metrics.json")) as f:
     return json.load(f)
+
+
+def blessing(store, model_name: str) -> Optional[Dict[str, object]]:
+  """The latest TFMA verdict for 'Retrieval' or 'Ranking': blessed, and why not."""
+  report = latest_artifact(store, "ModelEvaluation", f"{model_name}BlessingReport")
+  if report is None:
+    return None
+  return {"blessed": bool(_property(report, "blessed")),
+          "reasons": json.loads(_property(report, "reasons") or "[]")}
+
+
+def describe_blessing(verdict: Optional[Dict[str, object]]) -> str:
+  if verdict is None:
+    return "not validated"
+  if verdict["blessed"]:
+    return "BLESSED by TFMA"
+  return "NOT BLESSED, not pushed: " + "; ".join(verdict["reasons"] or ["see TFMA output"])
 
 
 def metrics_table(metrics: Dict[str, float]) -> str:
@@ -83,10 +103,14 @@ def print_summary(config, data, wall_seconds: float, example_users: int = 3) -> 
   print(f"Run summary ({config.pipeline_name}, data: {data.name}, seed {config.seed})")
   print(f"  data: {len(data.interactions):,} interactions, "
         f"{data.interactions[feats.USER_ID].nunique():,} users, {len(data.items):,} catalogue items")
-  print(f"  pushed retrieval model: {pushed}")
+  retrieval_verdict = blessing(store, "Retrieval")
+  print(f"  retrieval model: {describe_blessing(retrieval_verdict)}")
+  print(f"  live retrieval model: {pushed}")
   ranking_pushed = latest_pushed_model_dir(store, "RankingPusher")
+  ranking_verdict = blessing(store, "Ranking") if config.ranking.enabled else None
   if config.ranking.enabled:
-    print(f"  pushed ranking model ({config.ranking.architecture}): {ranking_pushed}")
+    print(f"  ranking model ({config.ranking.architecture}): {describe_blessing(ranking_verdict)}")
+    print(f"  live ranking model: {ranking_pushed}")
   print(f"  ML Metadata: {os.path.abspath(config.metadata_path)}")
   if metrics:
     print(f"\nRetrieval on the held-out test split ({metrics['users_evaluated']:,} users; "
@@ -110,4 +134,5 @@ def print_summary(config, data, wall_seconds: float, example_users: int = 3) -> 
   print(f"\nWall time: {wall_seconds:.0f}s")
   print("=" * 78)
   return {"pushed_model": pushed, "metrics": metrics, "ranking_model": ranking_pushed,
-          "ranking_metrics": ranking_metrics}
+          "ranking_metrics": ranking_metrics, "retrieval_blessing": retrieval_verdict,
+          "ranking_blessing": ranking_verdict}
