@@ -71,6 +71,17 @@ def _recommend(args) -> int:
   return 0
 
 
+def _report(args) -> int:
+  from pipeline import configs, report
+  try:
+    metadata_path = args.metadata or configs.load(args.config).metadata_path
+    report.report(metadata_path, args.run)
+  except (ValueError, FileNotFoundError, configs.ConfigError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="recsys", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--epochs", type=int)
   run.add_argument("--train-steps", type=int, help="train this many steps instead of epochs")
   run.set_defaults(func=_run)
+
+  rep = sub.add_parser("report", help="TFMA metrics of a run: tables and PNG plots")
+  rep.add_argument("--config", default="configs/demo.yaml",
+                   help="the run's config (its pipeline_root holds ML Metadata)")
+  rep.add_argument("--metadata", help="an MLMD SQLite file instead of the config's")
+  rep.add_argument("--run", help="pipeline run id (default: the latest)")
+  rep.set_defaults(func=_report)
 
   rec = sub.add_parser("recommend", help="top-K items for users from the pushed model")
   rec.add_argument("--user", action="append", required=True, help="user id (repeatable)")

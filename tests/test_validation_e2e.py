@@ -97,3 +97,20 @@ def test_tfma_metrics_equal_numpy_on_the_same_examples(two_runs):
   ndcg = np.mean(np.where(ranks < 10, 1 / np.log2(ranks + 2.0), 0.0))
   print(f"TFMA HR@10 {tfma_hr:.6f} NumPy {hr:.6f}; TFMA NDCG@10 {tfma_ndcg:.6f} NumPy {ndcg:.6f}")
   assert abs(tfma_hr - hr) <= 1e-6 and abs(tfma_ndcg - ndcg) <= 1e-6
+
+
+def test_report_shows_candidate_vs_baseline_and_writes_plots(two_runs, capsys):
+  from pipeline import report
+  config, _, _, _, _ = two_runs
+  store = summary.open_store(config.metadata_path)
+  first, last = report.run_ids(store)[0], report.run_ids(store)[-1]
+  result = report.report(config.metadata_path)  # the latest run: the crippled model
+  out = capsys.readouterr().out
+  assert result["run"] == last and "baseline" in result["retrieval"]
+  assert "  change" in out and "NOT BLESSED" in out and "worst slice" in out
+  for path in result["plots"]:
+    assert os.path.getsize(path) > 10_000 and open(path, "rb").read(4) == b"\x89PNG"
+  earlier = report.report(config.metadata_path, first)
+  assert earlier["run"] == first and "baseline" not in earlier["retrieval"]
+  with pytest.raises(ValueError, match="no pipeline run"):
+    report.report(config.metadata_path, "not-a-run")
