@@ -82,6 +82,21 @@ def _report(args) -> int:
   return 0
 
 
+def _compare_rankers(args) -> int:
+  from pipeline import compare_rankers, configs
+  try:
+    config = configs.load(args.config, {"ranking.epochs": args.epochs,
+                                        "pipeline_root": args.pipeline_root})
+    results = compare_rankers.compare(config, args.architectures.split(","))
+  except (ValueError, FileNotFoundError, configs.ConfigError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print("\nRankers on the same held-out users ('rerank': the retrieval top-100 minus training "
+        "items; 'sampled': vs 100 sampled negatives):")
+  print(compare_rankers.table(results))
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="recsys", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -105,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
   rep.add_argument("--metadata", help="an MLMD SQLite file instead of the config's")
   rep.add_argument("--run", help="pipeline run id (default: the latest)")
   rep.set_defaults(func=_report)
+
+  cmp = sub.add_parser("compare-rankers",
+                       help="train every ranking architecture on a finished run's data")
+  cmp.add_argument("--config", default="configs/demo.yaml", help="the run's config")
+  cmp.add_argument("--architectures", default="wide_deep,dcn,deepfm,ncf")
+  cmp.add_argument("--epochs", type=int, help="ranking epochs (default: the config's)")
+  cmp.add_argument("--pipeline-root", help="the run's pipeline root (default: the config's)")
+  cmp.set_defaults(func=_compare_rankers)
 
   rec = sub.add_parser("recommend", help="top-K items for users from the pushed model")
   rec.add_argument("--user", action="append", required=True, help="user id (repeatable)")

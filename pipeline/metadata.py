@@ -183,7 +183,8 @@ def runs(snap: Snapshot) -> List[Dict[str, Any]]:
     by_run[run_id].append(snap.executions[execution_id])
   known_nodes = collections.defaultdict(set)  # pipeline -> every node seen in any run
   for execution_id, name in snap.pipeline.items():
-    known_nodes[name].add(snap.node.get(execution_id, ""))
+    if execution_id in snap.node:
+      known_nodes[name].add(snap.node[execution_id])
   result = []
   for run_id, (pipeline_name, _) in sorted(snap.runs.items(), key=_run_order):
     executions = sorted(by_run[run_id], key=lambda e: e.create_time_since_epoch)

@@ -35,6 +35,15 @@ def _property(artifact, name: str):
   return value.string_value or value.int_value or value.double_value
 
 
+def latest_data_dir(store) -> str:
+  """The canonical data directory the latest run's ExampleGen read."""
+  runs = [e for e in store.get_executions()
+          if store.get_execution_types_by_id([e.type_id])[0].name.endswith("TimeSplitExampleGen")]
+  if not runs:
+    raise ValueError("ML Metadata records no TimeSplitExampleGen run: run the pipeline first")
+  return max(runs, key=lambda e: e.id).custom_properties["input_base"].string_value
+
+
 def latest_pushed_model_dir(store, pusher: str = "RetrievalPusher") -> Optional[str]:
   """Where the live model is: the newest push that really happened (a Pusher that got an
   unblessed model records an artifact with pushed=0)."""

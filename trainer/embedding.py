@@ -66,9 +66,11 @@ class FeatureEmbedding(tf.keras.layers.Layer):
     super().__init__(**kwargs)
     if numeric not in NUMERIC_MODES:
       raise ValueError(f"numeric={numeric!r}; expected one of {NUMERIC_MODES}")
-    passthrough = [f.name for f in features if f.encoding == "passthrough"]
-    if passthrough:
-      raise ValueError(f"features {passthrough} are labels/ratings/times, not model inputs")
+    not_inputs = [f"{f.name} ({f.encoding})" for f in features
+                  if f.encoding not in CATEGORICAL + ("numeric",)]
+    if not_inputs:
+      raise ValueError(f"features {not_inputs} are not model inputs (labels, ratings, "
+                       f"times and slices never feed a model)")
     self.features = list(features)
     self._dim = dim
     self._tables = {

@@ -59,7 +59,7 @@ def run_fn(fn_args: tfx.components.FnArgs):
   epochs = int(config.get("epochs", 3))
   steps = config.get("train_steps")
 
-  tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   all_features = selected_features(feats.load_features(fn_args.schema_path),
                                    config.get("features"))
   vocab_sizes = vocabulary_sizes(tf_transform_output, all_features)

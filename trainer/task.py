@@ -68,7 +68,7 @@ def run_fn(fn_args: tfx.components.FnArgs):
   epochs = int(config.get("epochs", 5))
   top_k = int(config.get("top_k", 100))
 
-  tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   all_features = feats.load_features(fn_args.schema_path)
   vocab_sizes = vocabulary_sizes(tf_transform_output, all_features)
 
