@@ -9,6 +9,9 @@ import os
 import sys
 import warnings
 
+from kubeflow import cli_commands as kubeflow_cli
+from pipeline import metadata_cli
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ INFO..ERROR noise off; Python errors still show
 # google-api-core warns on every import that Python 3.10 is old; TFX 1.16 requires it.
 os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")  # Beam worker processes too
@@ -136,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
   rec.add_argument("--serving-dir", default="serving_models")
   rec.add_argument("--model-dir", help="a SavedModel directory (default: newest pushed version)")
   rec.set_defaults(func=_recommend)
+  kubeflow_cli.add_commands(sub)
+  metadata_cli.add_commands(sub)
   return parser
 
 

@@ -17,6 +17,11 @@ class ConfigError(ValueError):
   pass
 
 
+def resolve(path: str) -> str:
+  """A local path made absolute; a bucket URI (gs://, s3://, ...) kept as it is."""
+  return path if "://" in path else os.path.abspath(path)
+
+
 @dataclasses.dataclass
 class TrainerConfig:
   epochs: int = 10
@@ -98,7 +103,7 @@ class PipelineConfig:
 
   def push_dir(self, model_name: str) -> str:
     """TF Serving's layout: <serving_dir>/<model name>/<version>/."""
-    return os.path.join(os.path.abspath(self.serving_dir), model_name)
+    return f"{resolve(self.serving_dir).rstrip('/')}/{model_name}"
 
   def retrieval_push_dir(self) -> str:
     return self.push_dir("retrieval")

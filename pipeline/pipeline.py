@@ -158,7 +158,7 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
-      pipeline_root=os.path.abspath(config.pipeline_root),
+      pipeline_root=configs.resolve(config.pipeline_root),
       components=components,
       enable_cache=False,
       metadata_connection_config=metadata_connection_config,

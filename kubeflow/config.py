@@ -1,0 +1,97 @@
+"""Where and how the pipeline runs on Kubeflow: configs/kubeflow.yaml.
+
+The pipeline's own knobs (trainer, ranking, seed, ...) stay in the pipeline config it
+names (`pipeline_config`, e.g. configs/demo.yaml); this file adds only what a cluster
+needs: the image, remote locations, Beam's distributed runner and the schedule.
+"""
+import dataclasses
+import os
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+from pipeline.configs import REPO_ROOT, ConfigError
+
+REMOTE_SCHEMES = ("gs://", "s3://", "hdfs://", "abfs://", "abfss://", "az://", "minio://")
+
+
+@dataclasses.dataclass
+class ScheduleConfig:
+  cron: str = "0 3 * * *"  # standard 5-field cron (UTC); see kubeflow/cron.py
+  display_name: str = ""  # of the recurring run; default: "<pipeline name>-schedule"
+  experiment: str = "Default"
+  namespace: str = ""  # multi-user Kubeflow: the profile namespace
+  max_concurrency: int = 1
+  no_catchup: bool = True  # after a pause, run once instead of replaying every missed slot
+  service_account: str = ""
+  parameters: Dict[str, Any] = dataclasses.field(default_factory=dict)  # runtime parameters
+
+
+@dataclasses.dataclass
+class KubeflowConfig:
+  pipeline_config: str = "configs/demo.yaml"
+  image: str = ""
+  image_repo_root: str = "/pipeline"  # where the Dockerfile puts this repository
+  pipeline_root: str = ""
+  data_dir: str = ""  # the canonical data (as `recsys run` writes it) in the bucket
+  serving_dir: str = ""  # pushed models, TF Serving layout: <serving_dir>/<model>/<version>/
+  schema: str = "schema/synthetic/schema.pbtxt"  # repo-relative, so it is in the image too
+  output: str = "build/kubeflow/pipeline.json"
+  beam_args: List[str] = dataclasses.field(default_factory=list)
+  schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
+
+  def local_schema_file(self) -> str:
+    return os.path.join(REPO_ROOT, self.schema)
+
+  def image_schema_file(self) -> str:
+    return f"{self.image_repo_root.rstrip('/')}/{self.schema}"
+
+
+def is_remote(path: str) -> bool:
+  return path.startswith(REMOTE_SCHEMES)
+
+
+def _build(cls, values: Dict[str, Any], where: str):
+  fields = {f.name for f in dataclasses.fields(cls)}
+  unknown = sorted(set(values) - fields)
+  if unknown:
+    raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
+  if "schedule" in values:
+    values = {**values, "schedule": _build(ScheduleConfig, values["schedule"] or {},
+                                           f"{where}: schedule")}
+  return cls(**values)
+
+
+def load(path: str, overrides: Optional[Dict[str, Any]] = None) -> KubeflowConfig:
+  if not os.path.exists(path):
+    raise ConfigError(f"Kubeflow config file {path} does not exist")
+  with open(path) as f:
+    values = yaml.safe_load(f) or {}
+  if not isinstance(values, dict):
+    raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+  values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+  config = _build(KubeflowConfig, values, path)
+  validate(config, path)
+  return config
+
+
+def validate(config: KubeflowConfig, where: str) -> None:
+  """Pods cannot see this machine's disk: every location must be a bucket URI."""
+  for name in ("pipeline_root", "data_dir", "serving_dir"):
+    value = getattr(config, name)
+    if not value:
+      raise ConfigError(f"{where}: {name} is not set; give a bucket URI (gs://..., s3://...)")
+    if not is_remote(value):
+      raise ConfigError(
+          f"{where}: {name} '{value}' is a local path; Kubeflow pods cannot read this "
+          f"machine's disk, so use a bucket URI ({', '.join(REMOTE_SCHEMES[:2])}...)")
+  if not config.image:
+    raise ConfigError(f"{where}: image is empty; set the pipeline image (see Dockerfile)")
+  schema = os.path.normpath(config.schema)
+  inside = not os.path.isabs(schema) and not schema.startswith("..")
+  if not inside or not os.path.isfile(config.local_schema_file()):
+    raise ConfigError(f"{where}: schema '{config.schema}' must be a file inside this "
+                      f"repository (it is read at {config.image_schema_file()} in the image)")
+  if not 1 <= config.schedule.max_concurrency <= 10:
+    raise ConfigError(f"{where}: schedule.max_concurrency must be in 1..10 (KFP's range), "
+                      f"got {config.schedule.max_concurrency}")
