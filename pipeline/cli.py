@@ -89,6 +89,7 @@ def _compare_rankers(args) -> int:
   from pipeline import compare_rankers, configs
   try:
     config = configs.load(args.config, {"ranking.epochs": args.epochs,
+                                        "ranking.negative_sampling": args.negative_sampling,
                                         "pipeline_root": args.pipeline_root})
     results = compare_rankers.compare(config, args.architectures.split(","))
   except (ValueError, FileNotFoundError, configs.ConfigError) as e:
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
   cmp.add_argument("--architectures", default="wide_deep,dcn,deepfm,ncf")
   cmp.add_argument("--epochs", type=int, help="ranking epochs (default: the config's)")
   cmp.add_argument("--pipeline-root", help="the run's pipeline root (default: the config's)")
+  cmp.add_argument("--negative-sampling", help="uniform | popularity | mixed")
   cmp.set_defaults(func=_compare_rankers)
 
   rec = sub.add_parser("recommend", help="top-K items for users from the pushed model")

@@ -45,6 +45,7 @@ class RankingConfig:
   architecture: str = "dcn"  # wide_deep | dcn | deepfm | ncf
   objective: str = "binary"  # binary (implicit, sampled negatives) | regression (ratings)
   negative_ratio: int = 4  # sampled negatives per positive (binary objective)
+  negative_sampling: str = "mixed"  # uniform | popularity | mixed (see trainer/ranking_data.py)
   features: Optional[List[str]] = None  # restrict to these schema features; ids always kept
   epochs: int = 3
   train_steps: Optional[int] = None
@@ -168,6 +169,9 @@ def validate(config: PipelineConfig, where: str) -> None:
   r = config.ranking
   checks += [
       (r.negative_ratio >= 1, f"ranking.negative_ratio must be >= 1, got {r.negative_ratio}"),
+      (r.negative_sampling in ("uniform", "popularity", "mixed"),
+       f"ranking.negative_sampling must be one of uniform, popularity, mixed; got "
+       f"{r.negative_sampling!r}"),
       (r.epochs >= 1, f"ranking.epochs must be >= 1, got {r.epochs}"),
       (r.batch_size >= 2, f"ranking.batch_size must be >= 2, got {r.batch_size}"),
   ]

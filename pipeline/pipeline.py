@@ -39,6 +39,7 @@ def ranking_custom_config(config: PipelineConfig, data_dir: str) -> dict:
   r = config.ranking
   return {**r.ranker_fields(), "epochs": r.epochs, "train_steps": r.train_steps,
           "batch_size": r.batch_size, "negative_ratio": r.negative_ratio,
+          "negative_sampling": r.negative_sampling,
           "features": r.features, "seed": config.seed, "data_dir": data_dir}
 
 

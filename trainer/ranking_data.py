@@ -1,8 +1,11 @@
 """Training data for the rankers: implicit positives plus sampled negatives, in tf.data.
 
 Implicit feedback has no observed negatives, so each training positive (user, item,
-context) is joined by `ratio` negatives: the same user and context with items drawn
-uniformly from the catalogue. Only the training split is used — the sampler never
+context) is joined by `ratio` negatives: the same user and context with items drawn from
+the catalogue, uniformly or (`sampling_weights`) in proportion to a weight such as
+training popularity — the candidates a ranker sees in serving come from retrieval and
+are mostly popular, so popular negatives teach it the distinctions it will be asked to
+make. Only the training split is used — the sampler never
 sees the evaluation or test items — and an item the user interacted with in training is
 never used as that user's negative.
 
@@ -43,11 +46,15 @@ class NegativeSampler:
   """Maps a batch of transformed positives to (features, labels) with negatives added."""
 
   def __init__(self, catalogue: Dict[str, tf.Tensor], item_feature_names: List[str], ratio: int,
-               seen_pairs: tf.lookup.StaticHashTable, num_item_indices: int, seed: int = 0):
+               seen_pairs: tf.lookup.StaticHashTable, num_item_indices: int, seed: int = 0,
+               sampling_weights=None):
     if ratio < 1:
       raise ValueError(f"negative sampling ratio must be >= 1, got {ratio}")
     self._catalogue = {name: _ragged(catalogue[name]) for name in item_feature_names}
     self._size = int(catalogue[feats.ITEM_ID].shape[0])
+    self._log_weights = None if sampling_weights is None else tf.math.log(
+        tf.constant(np.asarray(sampling_weights, np.float64) /
+                    np.sum(sampling_weights), tf.float32))[None, :]
     self._ratio = ratio
     self._seen = seen_pairs
     self._num_item_indices = num_item_indices
@@ -57,7 +64,10 @@ class NegativeSampler:
     batch = {name: _ragged(x) for name, x in batch.items()}
     size = tf.shape(batch[feats.USER_ID])[0]
     rows = tf.repeat(tf.range(size), self._ratio)  # each positive's row, `ratio` times
-    picks = tf.random.uniform(tf.shape(rows), 0, self._size, tf.int32)
+    if self._log_weights is None:
+      picks = tf.random.uniform(tf.shape(rows), 0, self._size, tf.int32)
+    else:
+      picks = tf.cast(tf.random.categorical(self._log_weights, tf.size(rows))[0], tf.int32)
     negatives = {name: tf.gather(x, rows) for name, x in batch.items()
                  if name not in self._catalogue}
     negatives.update({name: tf.gather(x, picks) for name, x in self._catalogue.items()})

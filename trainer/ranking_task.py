@@ -8,6 +8,7 @@ import json
 import os
 from typing import Any, Dict
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
@@ -44,6 +45,26 @@ def transformed_catalogue(module: export.RawFeatureModule, items, all_features) 
   return {f.name: transformed[f.name] for f in item_features}
 
 
+NEGATIVE_SAMPLING = ("uniform", "popularity", "mixed")
+
+
+def negative_weights(kind: str, train, catalogue_item_index: np.ndarray, num_item_indices: int):
+  """Per catalogue row: None (uniform), training popularity (+1 so cold items can be
+  drawn), or an even mix of the two."""
+  if kind not in NEGATIVE_SAMPLING:
+    raise ValueError(f"negative_sampling={kind!r}; expected one of {NEGATIVE_SAMPLING}")
+  if kind == "uniform":
+    return None
+  counts = np.zeros(num_item_indices)
+  for batch in train:
+    np.add.at(counts, batch[feats.ITEM_ID].numpy(), 1)
+  popularity = counts[catalogue_item_index] + 1.0
+  popularity /= popularity.sum()
+  if kind == "popularity":
+    return popularity
+  return 0.5 * popularity + 0.5 / len(popularity)
+
+
 def training_data(dataset, sampler, cfg: ranking.RankerConfig, rating_feature: str):
   if cfg.objective == "regression":
     return ranking_data.with_labels(dataset, rating_feature)
@@ -71,12 +92,14 @@ def run_fn(fn_args: tfx.components.FnArgs):
   evaluation = transformed_dataset(fn_args, fn_args.eval_files, tf_transform_output,
                                    batch_size, False, seed)
   num_item_indices = vocab_sizes[feats.ITEM_ID] + NUM_OOV_BUCKETS
+  catalogue = transformed_catalogue(module, data.items, all_features)
   sampler = ranking_data.NegativeSampler(
-      transformed_catalogue(module, data.items, all_features),
-      [f.name for f in feats.candidate_features(all_features)],
+      catalogue, [f.name for f in feats.candidate_features(all_features)],
       ratio=int(config.get("negative_ratio", 4)),
       seen_pairs=ranking_data.positive_pairs_table(train, num_item_indices),
-      num_item_indices=num_item_indices, seed=seed)
+      num_item_indices=num_item_indices, seed=seed,
+      sampling_weights=negative_weights(config.get("negative_sampling", "uniform"), train,
+                                        catalogue[feats.ITEM_ID].numpy(), num_item_indices))
   rating = next((f.name for f in all_features if f.role == "rating"), feats.LABEL)
 
   model = ranking.build_ranker(cfg, all_features, vocab_sizes)
