@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup demo test test-fast recommend clean
+.PHONY: setup demo test test-fast serve recommend bench clean
 
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	@test -n "$(PYTHON310)" || { echo "error: Python 3.10 not found under pyenv (set PYTHON310=/path/to/python3.10)"; exit 1; }
@@ -22,8 +22,16 @@ setup: $(VENV)/.installed
 demo: setup
 	$(VENV)/bin/recsys run --config configs/demo.yaml
 
+serve: setup
+	$(VENV)/bin/recsys serve --model-base serving_models
+
+# Uses `make serve` if it is running, else serves serving_models in-process for the call.
 recommend: setup
-	$(VENV)/bin/recsys recommend --user $(or $(USER_ID),u0) --json
+	$(VENV)/bin/recsys recommend --user $(or $(USER_ID),u0) --data-dir runs/demo/data/synthetic
+
+# Serving latency/throughput (needs `make demo` first). BENCH_ARGS=--quick for ~1 minute.
+bench: setup
+	$(PY) bench/serving.py --model-base serving_models --data-dir runs/demo/data/synthetic $(BENCH_ARGS)
 
 test: setup
 	$(VENV)/bin/pytest -q tests

@@ -1,7 +1,9 @@
 """The `recsys` command.
 
   recsys run --config configs/demo.yaml [--data synthetic|movielens:<dir>|csv:<file>] ...
-  recsys recommend --user U [--user V ...] [-k 10] [--json]
+  recsys serve --model-base serving_models        TF Serving's gRPC API on 127.0.0.1:8500
+  recsys recommend --user U [-k 10] [--json]       retrieve -> rank -> re-rank over gRPC
+  recsys report | compare-rankers | metadata ... | kubeflow ... | export-serving-config
 """
 import argparse
 import json
@@ -11,6 +13,7 @@ import warnings
 
 from kubeflow import cli_commands as kubeflow_cli
 from pipeline import metadata_cli
+from serving import cli_commands as serving_cli
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ INFO..ERROR noise off; Python errors still show
 # google-api-core warns on every import that Python 3.10 is old; TFX 1.16 requires it.
@@ -33,44 +36,6 @@ def _run(args) -> int:
   except (DataError, configs.ConfigError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  return 0
-
-
-def newest_version(model_base: str) -> str:
-  """TF Serving's rule: the numerically largest version directory is the live one."""
-  if not os.path.isdir(model_base):
-    raise FileNotFoundError(f"{model_base} does not exist: run `recsys run` (or make demo) first")
-  versions = [d for d in os.listdir(model_base) if d.isdigit()]
-  if not versions:
-    raise FileNotFoundError(f"{model_base} holds no numbered model version")
-  return os.path.join(model_base, max(versions, key=int))
-
-
-def _recommend(args) -> int:
-  if args.k <= 0:
-    print(f"error: -k must be a positive integer, got {args.k}", file=sys.stderr)
-    return 2
-  try:
-    model_dir = args.model_dir or newest_version(os.path.join(args.serving_dir, "retrieval"))
-  except FileNotFoundError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  from pipeline import summary
-  from trainer import export
-  model = export.load_model(model_dir)
-  available = int(model.signatures["serving_default"].structured_outputs["item_ids"].shape[-1] or 0)
-  if available and args.k > available:
-    print(f"error: -k {args.k} exceeds the {available} items the model returns", file=sys.stderr)
-    return 2
-  results = summary.recommend(model_dir, args.user, k=args.k, model=model)
-  if args.json:
-    print(json.dumps({"model": model_dir, "recommendations": {
-        u: recs for u, recs in zip(args.user, results)}}, indent=2))
-  else:
-    print(f"model: {model_dir}")
-    for user, recs in zip(args.user, results):
-      print(f"user {user}:")
-      print("\n".join(summary.describe_recommendations(recs, {})))
   return 0
 
 
@@ -134,13 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
   cmp.add_argument("--negative-sampling", help="uniform | popularity | mixed")
   cmp.set_defaults(func=_compare_rankers)
 
-  rec = sub.add_parser("recommend", help="top-K items for users from the pushed model")
-  rec.add_argument("--user", action="append", required=True, help="user id (repeatable)")
-  rec.add_argument("-k", type=int, default=10)
-  rec.add_argument("--json", action="store_true", help="print JSON")
-  rec.add_argument("--serving-dir", default="serving_models")
-  rec.add_argument("--model-dir", help="a SavedModel directory (default: newest pushed version)")
-  rec.set_defaults(func=_recommend)
+  serving_cli.add_commands(sub)  # serve, recommend (the gRPC funnel), export-serving-config
   kubeflow_cli.add_commands(sub)
   metadata_cli.add_commands(sub)
   return parser

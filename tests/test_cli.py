@@ -58,11 +58,7 @@ def test_schema_that_the_data_cannot_fill_is_rejected(tmp_path, capsys):
   assert not root.exists()
 
 
-def test_recommend_without_a_pushed_model(tmp_path, capsys):
-  code = cli.main(["recommend", "--user", "u1", "--serving-dir", str(tmp_path)])
-  assert code == 2 and "run `recsys run`" in capsys.readouterr().err
-
-
-def test_recommend_rejects_non_positive_k(capsys):
-  assert cli.main(["recommend", "--user", "u1", "-k", "0"]) == 2
-  assert "-k must be a positive integer" in capsys.readouterr().err
+def test_recommend_without_a_server_or_pushed_models(tmp_path, capsys):
+  code = cli.main(["recommend", "--user", "u1", "--target", "127.0.0.1:1", "--timeout", "2",
+                   "--model-base", str(tmp_path / "none")])
+  assert code == 2 and "recsys serve" in capsys.readouterr().err

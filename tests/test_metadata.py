@@ -250,14 +250,8 @@ def test_reading_does_not_change_the_store(store_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def real_run(tmp_path_factory):
-  from pipeline import configs, local_runner
-  root = tmp_path_factory.mktemp("metadata-e2e")
-  config = configs.load(os.path.join(REPO, "configs", "demo.yaml"), {
-      "pipeline_root": str(root / "p"), "serving_dir": str(root / "s"),
-      "synthetic_interactions": 20000, "trainer.epochs": 2, "ranking.epochs": 1})
-  result = local_runner.run(config)
-  return config, result
+def real_run(small_pipeline_run):
+  return small_pipeline_run
 
 
 def _local_nodes(config):

@@ -22,20 +22,15 @@ pytestmark = pytest.mark.e2e
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPONENTS = ["TimeSplitExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
               "AnomalyGate", "Transform", "RetrievalTrainer", "RetrievalEvaluator",
-              "RetrievalPusher", "RankingTrainer", "RankingEvaluator", "RankingPusher"]
+              "LatestBlessedRetrievalModel", "RetrievalValidator", "RetrievalBlessingReport",
+              "RetrievalPusher", "RankingTrainer", "RankingEvaluator", "RankingEvalExamples",
+              "LatestBlessedRankingModel", "RankingValidator", "RankingBlessingReport",
+              "RankingPusher"]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-  root = tmp_path_factory.mktemp("e2e")
-  config = configs.load(os.path.join(REPO, "configs", "demo.yaml"), {
-      "pipeline_root": str(root / "pipeline"),
-      "serving_dir": str(root / "serving"),
-      "synthetic_interactions": 20000,
-      "trainer.epochs": 4,
-  })
-  result = local_runner.run(config)
-  return config, result
+def run(small_pipeline_run):
+  return small_pipeline_run
 
 
 def test_pushed_model_in_tf_serving_layout(run):
@@ -120,15 +115,3 @@ def test_scann_in_saved_model_agrees_with_brute_force_in_fresh_process(run):
   assert report["shape"] == [200, config.trainer.top_k]
   assert report["scores_shape"] == [200, config.trainer.top_k]
   assert report["recall"] >= 0.9
-
-
-def test_recommend_cli_prints_json(run):
-  config, _ = run
-  out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "recsys"), "recommend",
-                        "--user", "u0", "--user", "nobody-knows-me", "-k", "10", "--json",
-                        "--serving-dir", config.serving_dir],
-                       capture_output=True, text=True, timeout=300)
-  assert out.returncode == 0, out.stderr[-3000:]
-  recs = json.loads(out.stdout)["recommendations"]
-  assert len(recs["u0"]) == 10 and len(recs["nobody-knows-me"]) == 10
-  assert len({r["item_id"] for r in recs["u0"]}) == 10

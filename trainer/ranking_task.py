@@ -14,6 +14,7 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 
 from components.ingest import dataset as canonical
+from serving import warmup
 from trainer import export
 from trainer import features as feats
 from trainer import ranking
@@ -118,6 +119,12 @@ def run_fn(fn_args: tfx.components.FnArgs):
 
   module.attach(model, cfg.objective)
   export.save(module, fn_args.serving_model_dir)
+  users = data.interactions[feats.USER_ID].value_counts().index[:3].tolist()
+  context = warmup.context_examples(data.interactions, module.context_names())
+  warmup.write_warmup_requests(  # replayed by TF Serving before the version serves
+      fn_args.serving_model_dir, "ranking", "serving_default",
+      warmup.ranking_warmup_inputs(users, data.items[feats.ITEM_ID].tolist(), context,
+                                   candidates=(1, 100)))
   os.makedirs(fn_args.model_run_dir, exist_ok=True)
   with open(os.path.join(fn_args.model_run_dir, "training.json"), "w") as f:
     json.dump({"history": history, "ranker": dataclasses_as_dict(cfg)}, f, indent=2)

@@ -20,6 +20,7 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from components.ingest import dataset as canonical
+from serving import warmup
 from trainer import export
 from trainer import features as feats
 from trainer.model import ModelConfig, TwoTowerModel
@@ -103,6 +104,12 @@ def run_fn(fn_args: tfx.components.FnArgs):
   module = export.export_retrieval_model(fn_args.serving_model_dir, fn_args.eval_model_dir,
                                          tf_transform_output, model, all_features, data.items,
                                          data.users, top_k, interactions)
+  # TF Serving's warm-up file: replayed before a version serves, so the first user
+  # request does not pay for graph initialisation.
+  users = data.interactions[feats.USER_ID].value_counts().index[:3].tolist()
+  context = warmup.context_examples(data.interactions, module.context_names())
+  warmup.write_warmup_requests(fn_args.serving_model_dir, "retrieval", "recommend_with_context",
+                               warmup.retrieval_warmup_inputs(users, context))
   os.makedirs(fn_args.model_run_dir, exist_ok=True)
   with open(os.path.join(fn_args.model_run_dir, "training.json"), "w") as f:
     json.dump({"history": history, "item_vocabulary_size": vocab_sizes[feats.ITEM_ID],

@@ -1,0 +1,268 @@
+"""The serving subcommands of `recsys` (pipeline/cli.py registers them with add_commands):
+
+  recsys serve --model-base serving_models [--port 8500]
+  recsys recommend --user U [--user V] [--context hour=23 --context device=tv] [-k 10]
+                   [--json] [--target 127.0.0.1:8500] [--data-dir runs/demo/data/synthetic]
+  recsys export-serving-config --model-base serving_models [--out DIR]
+
+`recommend` runs the three-stage funnel (serving/funnel.py) against a model server over
+gRPC; --data-dir (the canonical data the pipeline wrote) adds titles, drops items the
+user has seen and caps items per genre. Errors print one line and exit 2 when the
+request or the set-up is wrong (no server, bad k); 1 when the server fails a request.
+"""
+import argparse
+import json
+import os
+import logging
+import sys
+from typing import Dict, List
+
+from serving import rules as rule_lib
+from serving import tf_serving_config
+
+# serving.model_server, .client and .funnel import TensorFlow: they are imported when a
+# command runs, not when `recsys` builds its parser. Options left unset (None) take those
+# modules' defaults, which the help texts quote.
+USAGE_ERROR, SERVER_ERROR = 2, 1
+
+
+def _error(message: str, code: int) -> int:
+  print(f"error: {message}", file=sys.stderr)
+  return code
+
+
+# --- recsys serve --------------------------------------------------------------------------
+
+def _serve(args) -> int:
+  import gc
+  from serving import model_server
+  # TensorFlow's modules are ~350k long-lived objects; a full garbage collection over them
+  # stalls every in-flight request for ~200 ms. Frozen, they are never scanned again.
+  gc.freeze()
+  logging.basicConfig(level=logging.INFO,
+                      format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+  options = {name: getattr(args, name) for name in ("host", "port", "poll_seconds",
+                                                     "max_batch_size", "max_workers",
+                                                     "ready_file")}
+  try:
+    model_server.serve(args.model_base, **{k: v for k, v in options.items() if v is not None})
+  except OSError as e:  # no model base, port taken
+    return _error(str(e), USAGE_ERROR)
+  return 0
+
+
+def _add_serve(sub) -> None:
+  p = sub.add_parser("serve", help="serve the pushed models over TF Serving's gRPC API")
+  p.add_argument("--model-base", default="serving_models",
+                 help="directory with one sub-directory per model (default: serving_models)")
+  p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+  p.add_argument("--port", type=int,
+                 help="gRPC port (default 8500, TF Serving's; 0 picks a free one, see "
+                      "--ready-file)")
+  p.add_argument("--poll-seconds", type=float,
+                 help="how often to look for new versions (default 2)")
+  p.add_argument("--max-batch-size", type=int,
+                 help="most rows one request may send (default 1000)")
+  p.add_argument("--max-workers", type=int, help="threads answering requests (default 16)")
+  p.add_argument("--ready-file", help="write host/port/models here (JSON) once serving")
+  p.set_defaults(func=_serve)
+
+
+# --- recsys recommend ----------------------------------------------------------------------
+
+def parse_context(pairs: List[str]) -> Dict[str, str]:
+  """["hour=23", "device=tv"] -> {"hour": "23", "device": "tv"}; values are cast to the
+  signature's dtypes by the client."""
+  context = {}
+  for pair in pairs or []:
+    name, eq, value = pair.partition("=")
+    if not eq or not name.strip():
+      raise ValueError(f"--context expects NAME=VALUE (e.g. hour=23), got {pair!r}")
+    context[name.strip()] = value.strip()
+  return context
+
+
+def _format_text(rec) -> str:
+  context = " ".join(f"{k}={v}" for k, v in rec.context.items()) or "unknown"
+  counts = rec.rule_counts
+  lines = [f"user {rec.user_id} (context: {context}): {rec.retrieved} candidates, "
+           f"{counts.get('seen', 0)} seen dropped, {rec.ranked} ranked, "
+           f"{counts.get('genre_cap', 0)} over the genre cap, {len(rec.items)} shown "
+           f"[{rec.timings_ms['total']:.1f} ms]",
+           f"  {'#':>3}  {'item':<10} {'final':>7} {'ranking':>8} {'retrieval':>10} "
+           f"{'(rank)':>6}  {'genre':<12} title  [rules]"]
+  for i, c in enumerate(rec.items, start=1):
+    touched = f"  [{', '.join(c.rules)}]" if c.rules else ""
+    lines.append(f"  {i:>3}. {c.item_id:<10} {c.final_score:7.3f} {c.ranking_score:8.3f} "
+                 f"{c.retrieval_score:10.3f} {c.retrieval_rank:>6}  {c.genre or '-':<12} "
+                 f"{c.title}{touched}")
+  return "\n".join(lines)
+
+
+def _or(value, default):
+  return default if value is None else value
+
+
+def _rules_config(args) -> rule_lib.RulesConfig:
+  return rule_lib.RulesConfig(drop_seen=not args.keep_seen, max_per_genre=args.max_per_genre,
+                              fresh_boost=args.fresh_boost, boost_mode=args.boost_mode)
+
+
+def _recommend(args) -> int:
+  from components.ingest.dataset import DataError
+  from serving.catalogue import Catalogue
+  from serving import client as client_lib
+  from serving import funnel as funnel_lib
+  from serving.client import PredictionClient, RequestFailed, ServerUnavailable
+  from serving.funnel import Funnel, FunnelConfig, FunnelError
+  target = args.target or client_lib.DEFAULT_TARGET
+  try:
+    context = parse_context(args.context)
+    config = FunnelConfig(_or(args.candidates, funnel_lib.DEFAULT_CANDIDATES),
+                          _rules_config(args))
+    catalogue = Catalogue.from_canonical(args.data_dir) if args.data_dir else None
+  except (ValueError, DataError) as e:
+    return _error(str(e), USAGE_ERROR)
+  if catalogue is None:
+    print("note: no --data-dir: no titles, seen items are not dropped and there is no genre "
+          "cap (pass the pipeline's canonical data, e.g. runs/demo/data/synthetic)",
+          file=sys.stderr)
+  def run_funnel(target):
+    with PredictionClient(target, timeout=_or(args.timeout, client_lib.DEFAULT_TIMEOUT),
+                          retrieval_model=args.retrieval_model,
+                          ranking_model=args.ranking_model) as client:
+      funnel = Funnel(client, catalogue, config)
+      funnel.check_k(args.k)
+      results = [funnel.recommend(user, args.k, context) for user in args.user]
+      versions = {m: client.available_version(m) for m in (args.retrieval_model,
+                                                           args.ranking_model)}
+      return results, versions
+
+  embedded = None
+  try:
+    try:
+      results, versions = run_funnel(target)
+    except ServerUnavailable:
+      if args.target or not os.path.isdir(args.model_base):
+        raise
+      # Nothing listens at the default address: serve the pushed models from this process
+      # for this one call, over a real gRPC socket, so `recsys recommend` works right
+      # after `make demo`. `recsys serve` keeps a server up between calls.
+      from serving.model_server import ModelServer
+      embedded = ModelServer(args.model_base, port=0).start()
+      target = embedded.address
+      print(f"note: no model server at {client_lib.DEFAULT_TARGET}; serving {args.model_base} "
+            f"from this process on {target} for this call (`recsys serve` keeps one running)",
+            file=sys.stderr)
+      results, versions = run_funnel(target)
+  except ServerUnavailable as e:
+    return _error(f"{e}. Start one with `recsys serve --model-base serving_models` (or pass "
+                  "--target host:port)", USAGE_ERROR)
+  except (FunnelError, ValueError) as e:
+    return _error(str(e), USAGE_ERROR)
+  except RequestFailed as e:
+    return _error(str(e), SERVER_ERROR)
+  finally:
+    if embedded is not None:
+      embedded.stop()
+  if args.json:
+    print(json.dumps({
+        "target": target, "models": versions, "k": args.k, "context": context,
+        "recommendations": {r.user_id: [c.to_dict() for c in r.items] for r in results},
+        "funnel": {r.user_id: {key: value for key, value in r.to_dict().items()
+                               if key not in ("items", "user_id")} for r in results},
+    }, indent=2))
+  else:
+    print(f"models at {target}: " +
+          ", ".join(f"{m} v{v}" for m, v in versions.items()))
+    for r in results:
+      print(_format_text(r))
+  return 0
+
+
+def _add_recommend(sub) -> None:
+  p = sub.add_parser("recommend", help="top-K for users: retrieve, rank and re-rank over gRPC "
+                     "(needs a running `recsys serve` or TF Serving)")
+  p.add_argument("--user", action="append", required=True, help="user id (repeatable)")
+  p.add_argument("--context", action="append", metavar="NAME=VALUE",
+                 help="context feature, e.g. hour=23 or device=tv (repeatable; "
+                      "unset ones are sent as unknown)")
+  p.add_argument("-k", type=int, default=10, help="items to return (default 10)")
+  p.add_argument("--json", action="store_true", help="print JSON")
+  p.add_argument("--target", help="model server host:port (default 127.0.0.1:8500; if none "
+                 "answers there, --model-base is served from this process for the call)")
+  p.add_argument("--model-base", default="serving_models",
+                 help="pushed models, served in-process when no server answers (default "
+                      "serving_models)")
+  p.add_argument("--timeout", type=float, help="seconds per RPC (default 10)")
+  p.add_argument("--data-dir", help="canonical data the pipeline wrote (titles, genres, seen "
+                                    "items), e.g. runs/demo/data/synthetic")
+  p.add_argument("--candidates", type=int,
+                 help="candidates to rank: at most this many of what retrieval returns "
+                      "(its trainer.top_k) (default 300)")
+  p.add_argument("--max-per-genre", type=int, default=rule_lib.DEFAULT_MAX_PER_GENRE,
+                 help="diversity cap per primary genre; 0 turns it off "
+                      f"(default {rule_lib.DEFAULT_MAX_PER_GENRE})")
+  p.add_argument("--fresh-boost", type=float, default=0.0,
+                 help="raise items of the catalogue's newest year by this much (default 0)")
+  p.add_argument("--boost-mode", choices=rule_lib.BOOST_MODES, default="add",
+                 help="add: score + boost; multiply: score * (1 + boost)")
+  p.add_argument("--keep-seen", action="store_true", help="do not drop items already seen")
+  p.add_argument("--retrieval-model", default="retrieval")
+  p.add_argument("--ranking-model", default="ranking")
+  p.set_defaults(func=_recommend)
+
+
+# --- recsys export-serving-config ----------------------------------------------------------
+
+def _export_serving_config(args) -> int:
+  try:
+    batching = tf_serving_config.BatchingParameters(
+        args.max_batch_size, args.batch_timeout_micros, args.num_batch_threads,
+        args.max_enqueued_batches)
+    written = tf_serving_config.write(args.model_base, args.out or args.model_base,
+                                      args.container_base, batching)
+  except (OSError, ValueError) as e:
+    return _error(str(e), USAGE_ERROR)
+  print(f"models: {', '.join(written['models'])} (base_path {args.container_base}/<name>)")
+  print(f"wrote {written['models_config']}\nwrote {written['batching']}")
+  return 0
+
+
+def _add_export_serving_config(sub) -> None:
+  defaults = tf_serving_config.BatchingParameters()
+  p = sub.add_parser("export-serving-config",
+                     help="write models.config and batching_parameters.txt for TF Serving")
+  p.add_argument("--model-base", default="serving_models",
+                 help="the pushed models, one directory per model (default: serving_models)")
+  p.add_argument("--out", help="where to write the files (default: the model base, so they "
+                               "travel with the models to /models in the container)")
+  p.add_argument("--container-base", default=tf_serving_config.CONTAINER_BASE,
+                 help="the model base as TF Serving sees it "
+                      f"(default {tf_serving_config.CONTAINER_BASE})")
+  p.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size,
+                 help="must hold the ranker's largest request (one row per candidate)")
+  p.add_argument("--batch-timeout-micros", type=int, default=defaults.batch_timeout_micros)
+  p.add_argument("--num-batch-threads", type=int, default=defaults.num_batch_threads)
+  p.add_argument("--max-enqueued-batches", type=int, default=defaults.max_enqueued_batches)
+  p.set_defaults(func=_export_serving_config)
+
+
+def add_commands(subparsers) -> None:
+  """Registers serve, recommend and export-serving-config on the `recsys` parser."""
+  _add_serve(subparsers)
+  _add_recommend(subparsers)
+  _add_export_serving_config(subparsers)
+
+
+def main(argv=None) -> int:
+  """The same commands without the rest of `recsys`: python -m serving.cli_commands ..."""
+  parser = argparse.ArgumentParser(prog="python -m serving.cli_commands", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  add_commands(parser.add_subparsers(dest="command", required=True))
+  args = parser.parse_args(argv)
+  return args.func(args)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
