@@ -1,8 +1,10 @@
 """RankingEvalExamples: labelled examples for validating a ranker with TFMA.
 
 For each held-out test interaction it writes the positive (label 1) and `negatives`
-items the user never interacted with in training (label 0), sampled uniformly from the
-catalogue with a fixed seed. Each negative is the positive example with the item and its
+items the user never interacted with in training (label 0), sampled from the catalogue
+with a fixed seed the way the ranker's training negatives are (`sampling`: uniform,
+popularity or mixed — trainer/ranking_task.py), so AUC measures the distinction the
+ranker was trained for rather than "popular vs. random". Each negative is the positive example with the item and its
 features swapped (user, context and the user's slice features stay). TFMA then computes
 AUC and NDCG@K per user (query = user_id) over these groups.
 """
@@ -52,12 +54,23 @@ def item_features(items: pd.DataFrame, schema_features) -> Dict[str, Dict[str, t
   return out
 
 
+def sampling_probabilities(sampling: str, counts: np.ndarray):
+  """None for uniform; else the trainer's scheme (ranking_task.negative_weights)."""
+  if sampling == "uniform":
+    return None
+  popularity = (counts + 1.0) / (counts + 1.0).sum()
+  if sampling == "popularity":
+    return popularity
+  return 0.5 * popularity + 0.5 / len(counts)
+
+
 @tfx.dsl.components.component
 def RankingEvalExamples(examples: tfx.dsl.components.InputArtifact[Examples],
                         schema: tfx.dsl.components.InputArtifact[Schema],
                         ranking_examples: tfx.dsl.components.OutputArtifact[Examples],
                         data_dir: tfx.dsl.components.Parameter[str],
                         negatives: tfx.dsl.components.Parameter[int] = 20,
+                        sampling: tfx.dsl.components.Parameter[str] = "uniform",
                         seed: tfx.dsl.components.Parameter[int] = 0):
   schema_features = feats.load_features(io_utils.get_only_uri_in_dir(schema.uri))
   items = canonical.read_canonical(data_dir).items
@@ -67,6 +80,8 @@ def RankingEvalExamples(examples: tfx.dsl.components.InputArtifact[Examples],
   train = read_split(examples, "train", {feats.USER_ID: tf.string, feats.ITEM_ID: tf.string})
   seen = train.groupby(feats.USER_ID)[feats.ITEM_ID].agg(lambda s: {index[i] for i in s if i in index})
   train_counts = train[feats.ITEM_ID].value_counts().to_dict()
+  probabilities = sampling_probabilities(
+      sampling, np.array([train_counts.get(i, 0) for i in item_ids], dtype=np.float64))
 
   rng = np.random.default_rng(seed)
   ranking_examples.split_names = artifact_utils.encode_split_names([SPLIT])
@@ -82,7 +97,7 @@ def RankingEvalExamples(examples: tfx.dsl.components.InputArtifact[Examples],
       target = positive.features.feature[feats.ITEM_ID].bytes_list.value[0].decode()
       writer.write(positive.SerializeToString())
       excluded = seen.get(user, set()) | ({index[target]} if target in index else set())
-      for i in rm.sampled_negatives(len(item_ids), excluded, rng, negatives):
+      for i in rm.sampled_negatives(len(item_ids), excluded, rng, negatives, probabilities):
         negative = tf.train.Example()
         negative.CopyFrom(positive)
         feature = negative.features.feature

@@ -54,13 +54,15 @@ def rank_of_target(scores: np.ndarray, target: np.ndarray, exclude: Iterable[Set
 
 
 def sampled_negatives(num_items: int, seen: Set[int], rng: np.random.Generator,
-                      n: int = SAMPLED_NEGATIVES) -> np.ndarray:
-  """n distinct items the user has not interacted with (fewer if the catalogue is small)."""
+                      n: int = SAMPLED_NEGATIVES,
+                      probabilities: Optional[np.ndarray] = None) -> np.ndarray:
+  """n distinct items the user has not interacted with (fewer if the catalogue is small),
+  uniformly or with the given per-item probabilities."""
   allowed = num_items - len(seen)
   n = min(n, max(0, allowed))
   picked: Set[int] = set()
   while len(picked) < n:
-    for i in rng.integers(0, num_items, size=2 * (n - len(picked))):
+    for i in rng.choice(num_items, size=2 * (n - len(picked)), p=probabilities):
       if i not in seen and i not in picked:
         picked.add(int(i))
         if len(picked) == n:

@@ -133,7 +133,8 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
         seed=config.seed)
     ranking_examples = RankingEvalExamples(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-        data_dir=data_dir, negatives=config.validation.ranking_negatives, seed=config.seed)
+        data_dir=data_dir, negatives=config.validation.ranking_negatives,
+        sampling=config.ranking.negative_sampling, seed=config.seed)
     ranking_baseline = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,

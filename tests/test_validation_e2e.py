@@ -24,7 +24,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def two_runs(tmp_path_factory):
   root = tmp_path_factory.mktemp("validation")
   overrides = {"pipeline_root": str(root / "pipeline"), "serving_dir": str(root / "serving"),
-               "synthetic_interactions": 15000, "trainer.epochs": 3, "ranking.epochs": 1}
+               "synthetic_interactions": 15000, "trainer.epochs": 3, "ranking.epochs": 2}
   good = local_runner.run(configs.load(os.path.join(REPO, "configs", "demo.yaml"), overrides))
   versions_after_good = {m: sorted(os.listdir(root / "serving" / m))
                          for m in ("retrieval", "ranking")}
