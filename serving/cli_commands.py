@@ -182,7 +182,7 @@ def _recommend(args) -> int:
 
 def _add_recommend(sub) -> None:
   p = sub.add_parser("recommend", help="top-K for users: retrieve, rank and re-rank over gRPC "
-                     "(needs a running `recsys serve` or TF Serving)")
+                     "(a running `recsys serve` or TF Serving; else an in-process server for the call)")
   p.add_argument("--user", action="append", required=True, help="user id (repeatable)")
   p.add_argument("--context", action="append", metavar="NAME=VALUE",
                  help="context feature, e.g. hour=23 or device=tv (repeatable; "
