@@ -7,8 +7,6 @@ Two protocols, reported separately:
   rerank   the retrieval model's top-100 (ScaNN, the user's training items removed), as the
            serving funnel sees it; a held-out item that retrieval missed counts as a miss
 """
-import json
-import os
 from typing import Dict, List
 
 import numpy as np
@@ -18,7 +16,8 @@ from tfx import v1 as tfx
 from tfx.utils import io_utils, path_utils
 
 from components import ranking_metrics as rm
-from components.retrieval_evaluator import call_in_batches, read_split, held_out_frame
+from components.retrieval_evaluator import (call_in_batches, held_out_frame, read_split,
+                                            record_metrics)
 from trainer import export
 from trainer import features as feats
 
@@ -127,8 +126,4 @@ def RankingEvaluator(examples: tfx.dsl.components.InputArtifact[Examples],
   test = read_split(examples, "test", dtypes)
   metrics = evaluate(path_utils.serving_model_path(retrieval_model.uri),
                      path_utils.serving_model_path(ranking_model.uri), train, test, context, seed)
-  with tf.io.gfile.GFile(os.path.join(evaluation.uri, "metrics.json"), "w") as f:
-    f.write(json.dumps(metrics, indent=2, sort_keys=True))
-  for key in HEADLINE:
-    evaluation.set_float_custom_property(key, float(metrics[key]))
-  print("RankingEvaluator: " + ", ".join(f"{k}={metrics[k]:.4f}" for k in HEADLINE), flush=True)
+  record_metrics(evaluation, metrics, HEADLINE, "RankingEvaluator")

@@ -142,8 +142,14 @@ def RetrievalEvaluator(examples: tfx.dsl.components.InputArtifact[Examples],
   train = read_split(examples, "train", {feats.USER_ID: tf.string, feats.ITEM_ID: tf.string})
   test = read_split(examples, "test", dtypes)
   metrics = evaluate(path_utils.serving_model_path(model.uri), train, test, context, seed)
+  record_metrics(evaluation, metrics, HEADLINE, "RetrievalEvaluator")
+
+
+def record_metrics(evaluation: Artifact, metrics: Dict[str, float], headline, who: str):
+  """metrics.json in the artifact; the headline figures as MLMD custom properties and a
+  printed line."""
   with tf.io.gfile.GFile(os.path.join(evaluation.uri, "metrics.json"), "w") as f:
     f.write(json.dumps(metrics, indent=2, sort_keys=True))
-  for key in HEADLINE:
+  for key in headline:
     evaluation.set_float_custom_property(key, float(metrics[key]))
-  print("RetrievalEvaluator: " + ", ".join(f"{k}={metrics[k]:.4f}" for k in HEADLINE), flush=True)
+  print(f"{who}: " + ", ".join(f"{k}={metrics[k]:.4f}" for k in headline), flush=True)

@@ -6,7 +6,6 @@
   recsys report | compare-rankers | metadata ... | kubeflow ... | export-serving-config
 """
 import argparse
-import json
 import os
 import sys
 import warnings

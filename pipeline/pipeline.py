@@ -8,7 +8,6 @@
                     -> RankingEvalExamples -> RankingValidator (TFMA, vs LatestBlessedRankingModel)
                     -> RankingPusher (only a blessed model)
 """
-import os
 from typing import List, Optional
 
 from tfx import v1 as tfx
@@ -43,12 +42,45 @@ def ranking_custom_config(config: PipelineConfig, data_dir: str) -> dict:
           "features": r.features, "seed": config.seed, "data_dir": data_dir}
 
 
-def _pusher(model_channel, push_dir: str, blessing=None):
-  return tfx.components.Pusher(
-      model=model_channel,
-      model_blessing=blessing,
+def _trainer(name: str, run_fn: str, transform, schema_gen, custom_config: dict):
+  return tfx.components.Trainer(
+      run_fn=run_fn,
+      examples=transform.outputs["transformed_examples"],
+      transform_graph=transform.outputs["transform_graph"],
+      schema=schema_gen.outputs["schema"],
+      train_args=tfx.proto.TrainArgs(splits=["train"]),
+      eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+      custom_config=custom_config).with_id(f"{name}Trainer")
+
+
+def _validate_and_push(name: str, trainer, examples, eval_config, push_dir: str, after):
+  """TFMA judges the new model against thresholds and the latest blessed model of the same
+  kind; a BlessingReport records why; the Pusher pushes only a blessed model, after the
+  `after` component (the evaluator whose report the summary prints)."""
+  baseline = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
+                            producer_component_id=f"{name}Trainer"),
+      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
+                                     producer_component_id=f"{name}Validator"),
+  ).with_id(f"LatestBlessed{name}Model")
+  validator = tfx.components.Evaluator(
+      examples=examples, model=trainer.outputs["model"],
+      baseline_model=baseline.outputs["model"], eval_config=eval_config,
+      example_splits=["test"]).with_id(f"{name}Validator")
+  # In-process Beam: TFMA loads the SavedModel, whose ScaNN ops are registered only where
+  # scann was imported (components/tfma_metrics.py), i.e. this process, not fresh workers.
+  validator.with_beam_pipeline_args(IN_PROCESS_BEAM)
+  report = BlessingReport(evaluation=validator.outputs["evaluation"],
+                          blessing=validator.outputs["blessing"]).with_id(f"{name}BlessingReport")
+  pusher = tfx.components.Pusher(
+      model=trainer.outputs["model"],
+      model_blessing=validator.outputs["blessing"],
       push_destination=tfx.proto.PushDestination(
-          filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_dir)))
+          filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_dir)),
+  ).with_id(f"{name}Pusher")
+  pusher.add_upstream_node(after)
+  return [baseline, validator, report, pusher]
 
 
 def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
@@ -75,56 +107,23 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
       disable_statistics=True)  # StatisticsGen already profiles the raw data
   transform.add_upstream_node(anomaly_gate)
 
-  retrieval_trainer = tfx.components.Trainer(
-      run_fn=RUN_FN,
-      examples=transform.outputs["transformed_examples"],
-      transform_graph=transform.outputs["transform_graph"],
-      schema=schema_gen.outputs["schema"],
-      train_args=tfx.proto.TrainArgs(splits=["train"]),
-      eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-      custom_config=trainer_custom_config(config, data_dir)).with_id("RetrievalTrainer")
-
+  retrieval_trainer = _trainer("Retrieval", RUN_FN, transform, schema_gen,
+                               trainer_custom_config(config, data_dir))
   retrieval_evaluator = RetrievalEvaluator(
       examples=example_gen.outputs["examples"],
       model=retrieval_trainer.outputs["model"],
       schema=schema_gen.outputs["schema"],
       seed=config.seed)
-  # TFMA judges the new model against thresholds and the latest blessed retrieval model.
-  baseline = tfx.dsl.Resolver(
-      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
-                            producer_component_id="RetrievalTrainer"),
-      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
-                                     producer_component_id="RetrievalValidator"),
-  ).with_id("LatestBlessedRetrievalModel")
-  retrieval_validator = tfx.components.Evaluator(
-      examples=example_gen.outputs["examples"],
-      model=retrieval_trainer.outputs["model"],
-      baseline_model=baseline.outputs["model"],
-      eval_config=model_validation.eval_config(config.validation),
-      example_splits=["test"]).with_id("RetrievalValidator")
-  # In-process Beam: TFMA loads the SavedModel, whose ScaNN ops are registered only where
-  # scann was imported (components/tfma_metrics.py), i.e. this process, not fresh workers.
-  retrieval_validator.with_beam_pipeline_args(IN_PROCESS_BEAM)
-  retrieval_pusher = _pusher(retrieval_trainer.outputs["model"], config.push_dir("retrieval"),
-                             retrieval_validator.outputs["blessing"]).with_id("RetrievalPusher")
-  retrieval_pusher.add_upstream_node(retrieval_evaluator)
-  retrieval_report = BlessingReport(
-      evaluation=retrieval_validator.outputs["evaluation"],
-      blessing=retrieval_validator.outputs["blessing"]).with_id("RetrievalBlessingReport")
   components = [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
-                transform, retrieval_trainer, retrieval_evaluator, baseline,
-                retrieval_validator, retrieval_report, retrieval_pusher]
+                transform, retrieval_trainer, retrieval_evaluator]
+  components += _validate_and_push(
+      "Retrieval", retrieval_trainer, example_gen.outputs["examples"],
+      model_validation.eval_config(config.validation), config.push_dir("retrieval"),
+      after=retrieval_evaluator)
 
   if config.ranking.enabled:
-    ranking_trainer = tfx.components.Trainer(
-        run_fn=RANKING_RUN_FN,
-        examples=transform.outputs["transformed_examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(splits=["train"]),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config=ranking_custom_config(config, data_dir)).with_id("RankingTrainer")
+    ranking_trainer = _trainer("Ranking", RANKING_RUN_FN, transform, schema_gen,
+                               ranking_custom_config(config, data_dir))
     ranking_evaluator = RankingEvaluator(
         examples=example_gen.outputs["examples"],
         retrieval_model=retrieval_trainer.outputs["model"],
@@ -135,28 +134,11 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         data_dir=data_dir, negatives=config.validation.ranking_negatives,
         sampling=config.ranking.negative_sampling, seed=config.seed)
-    ranking_baseline = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
-                              producer_component_id="RankingTrainer"),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
-                                       producer_component_id="RankingValidator"),
-    ).with_id("LatestBlessedRankingModel")
-    ranking_validator = tfx.components.Evaluator(
-        examples=ranking_examples.outputs["ranking_examples"],
-        model=ranking_trainer.outputs["model"],
-        baseline_model=ranking_baseline.outputs["model"],
-        eval_config=model_validation.ranking_eval_config(config.validation),
-        example_splits=["test"]).with_id("RankingValidator")
-    ranking_validator.with_beam_pipeline_args(IN_PROCESS_BEAM)
-    ranking_pusher = _pusher(ranking_trainer.outputs["model"], config.push_dir("ranking"),
-                             ranking_validator.outputs["blessing"]).with_id("RankingPusher")
-    ranking_pusher.add_upstream_node(ranking_evaluator)
-    ranking_report = BlessingReport(
-        evaluation=ranking_validator.outputs["evaluation"],
-        blessing=ranking_validator.outputs["blessing"]).with_id("RankingBlessingReport")
-    components += [ranking_trainer, ranking_evaluator, ranking_examples, ranking_baseline,
-                   ranking_validator, ranking_report, ranking_pusher]
+    components += [ranking_trainer, ranking_evaluator, ranking_examples]
+    components += _validate_and_push(
+        "Ranking", ranking_trainer, ranking_examples.outputs["ranking_examples"],
+        model_validation.ranking_eval_config(config.validation), config.push_dir("ranking"),
+        after=ranking_evaluator)
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,

@@ -136,7 +136,7 @@ def print_summary(config, data, wall_seconds: float, example_users: int = 3) -> 
   if pushed:
     users = sorted(data.interactions[feats.USER_ID].unique())[:example_users]
     titles = dict(zip(data.items[feats.ITEM_ID], data.items.get("title", pd.Series(dtype=str))))
-    print(f"\nTop-10 recommendations from the pushed model:")
+    print("\nTop-10 recommendations from the pushed model:")
     for user, recs in zip(users, recommend(pushed, users)):
       print(f"  user {user}:")
       print("\n".join(describe_recommendations(recs, titles)))

@@ -2,7 +2,6 @@
 import os
 
 import pandas as pd
-import pytest
 import tensorflow_data_validation as tfdv
 from tfx.types import standard_artifacts
 from tfx.types import artifact_utils

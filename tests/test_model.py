@@ -4,7 +4,8 @@ import tensorflow as tf
 
 from pipeline.configs import SCHEMA_DIR
 from trainer import features as feats
-from trainer.model import ModelConfig, TwoTowerModel, unknown_index
+from trainer.embedding import unknown_index
+from trainer.model import ModelConfig, TwoTowerModel
 
 SYNTHETIC_SCHEMA = f"{SCHEMA_DIR}/synthetic/schema.pbtxt"
 

@@ -6,13 +6,12 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 from tfx.types import standard_artifacts
 
-from pipeline import configs, local_runner, summary
+from pipeline import summary
 from components import time_split_example_gen as example_gen_lib
 from components.retrieval_evaluator import read_split
 from trainer import features as feats

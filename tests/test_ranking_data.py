@@ -1,5 +1,4 @@
 """Negative sampling for the rankers: counts, labels, and no seen item as a negative."""
-import numpy as np
 import tensorflow as tf
 
 from trainer.ranking_data import NegativeSampler, pair_keys, positive_pairs_table

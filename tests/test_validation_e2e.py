@@ -2,7 +2,6 @@
 model is blessed and pushed, then an untrained one (train_steps=0) is not blessed, not
 pushed, and the serving directory still holds the first version. The TFMA metrics are
 checked against an independent NumPy computation over the same held-out examples."""
-import glob
 import os
 
 import numpy as np

@@ -20,7 +20,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from trainer import features as feats
-from trainer.preprocessing import NUM_OOV_BUCKETS
+from trainer.embedding import embedding_rows, unknown_index
 
 
 @dataclasses.dataclass
@@ -32,19 +32,6 @@ class ModelConfig:
   unknown_rate: float = 0.1  # how often ids/context are masked to "unknown" in training
   learning_rate: float = 0.005
   logq_correction: bool = True  # subtract log(sampling probability) from in-batch logits
-
-
-def unknown_index(feature: feats.Feature, vocab_sizes: Dict[str, int]) -> int:
-  """The index that means "not seen in training" for a categorical feature."""
-  if feature.encoding == "int_cat":
-    return feature.cardinality
-  return vocab_sizes[feature.name]  # the first OOV bucket
-
-
-def _embedding_rows(feature: feats.Feature, vocab_sizes: Dict[str, int]) -> int:
-  if feature.encoding == "int_cat":
-    return feature.cardinality + 1
-  return vocab_sizes[feature.name] + NUM_OOV_BUCKETS
 
 
 class Tower(tf.keras.Model):
@@ -59,7 +46,7 @@ class Tower(tf.keras.Model):
     self._unknown = {f.name: unknown_index(f, vocab_sizes)
                      for f in self._features if f.name in maskable}
     self._embeddings = {
-        f.name: tf.keras.layers.Embedding(_embedding_rows(f, vocab_sizes), config.embedding_dim,
+        f.name: tf.keras.layers.Embedding(embedding_rows(f, vocab_sizes), config.embedding_dim,
                                           name=f"{f.name}_embedding")
         for f in self._features if f.encoding in ("vocab", "multi", "int_cat")}
     self._mlp = tf.keras.Sequential(

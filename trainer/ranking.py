@@ -70,7 +70,9 @@ def validate_config(config: RankerConfig) -> None:
   if config.low_rank is not None and (not isinstance(config.low_rank, int)
                                       or config.low_rank < 1):
     bad("low_rank", "None (full rank) or an integer >= 1")
-  if any(isinstance(u, bool) or not isinstance(u, int) or u < 1 for u in config.hidden_units):
+  units = config.hidden_units
+  if not isinstance(units, (list, tuple)) or any(
+      isinstance(u, bool) or not isinstance(u, int) or u < 1 for u in units):
     bad("hidden_units", "a sequence of integers >= 1 (may be empty)")
   if not config.learning_rate > 0:
     bad("learning_rate", "a number > 0")
@@ -93,10 +95,6 @@ class MLP(tf.keras.layers.Layer):
     for layer in self._layers:
       x = layer(x)
     return x
-
-
-def _sum(fields: List[tf.Tensor]) -> tf.Tensor:
-  return tf.add_n(fields)
 
 
 class Ranker(tf.keras.Model):
@@ -164,7 +162,7 @@ class WideDeep(Ranker):
                                               combiner="sum")
 
   def score(self, inputs, fields):
-    wide = _sum(self._wide(inputs))
+    wide = tf.add_n(self._wide(inputs))
     if self.crosses:
       wide += self._cross_logit(inputs)
     return wide + self._deep_logit(self._deep(tf.concat(fields, axis=1)))
@@ -205,7 +203,7 @@ class DeepFM(Ranker):
         tf.square(tf.reduce_sum(e, axis=1)) - tf.reduce_sum(tf.square(e), axis=1),
         axis=1, keepdims=True)
     deep = self._deep_logit(self._deep(tf.concat(fields, axis=1)))
-    return _sum(self._first_order(inputs)) + pairwise + deep
+    return tf.add_n(self._first_order(inputs)) + pairwise + deep
 
 
 class NCF(Ranker):
@@ -246,10 +244,10 @@ class MatrixFactorization(Ranker):
     self._global_bias = self.add_weight(name="global_bias", shape=(), initializer="zeros")
 
   def score(self, inputs, fields):
-    query = _sum([fields[k] for k in self._query])
-    item = _sum([fields[k] for k in self._item])
+    query = tf.add_n([fields[k] for k in self._query])
+    item = tf.add_n([fields[k] for k in self._item])
     dot = tf.reduce_sum(query * item, axis=1, keepdims=True)
-    return dot + _sum(self._biases(inputs)) + self._global_bias
+    return dot + tf.add_n(self._biases(inputs)) + self._global_bias
 
 
 _MODELS = {"wide_deep": WideDeep, "dcn": DCN, "deepfm": DeepFM, "ncf": NCF}
