@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
@@ -114,3 +115,18 @@ def test_scann_in_saved_model_agrees_with_brute_force_in_fresh_process(run):
   assert report["shape"] == [200, config.trainer.top_k]
   assert report["scores_shape"] == [200, config.trainer.top_k]
   assert report["recall"] >= 0.9
+
+
+def test_ranking_model_scores_200_candidates_in_one_call(run):
+  config, result = run
+  from components.ingest import dataset
+  from trainer import export
+  ranker = export.load_model(result["ranking_model"])
+  items = dataset.read_canonical(os.path.join(config.data_dir, "synthetic")).items
+  candidates = items[feats.ITEM_ID].astype(str).tolist()[:199] + ["never-seen-item"]
+  scores = ranker.signatures["serving_default"](
+      user_id=tf.constant(["u0"] * 200), item_id=tf.constant(candidates),
+      hour=tf.constant([21] * 200, tf.int64), device=tf.constant(["tv"] * 200))["scores"]
+  assert scores.shape == (200,)
+  values = scores.numpy()
+  assert np.all((values >= 0) & (values <= 1)) and np.std(values) > 0

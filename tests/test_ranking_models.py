@@ -150,3 +150,11 @@ def test_defaults_are_valid_and_metrics_match_objective():
   assert [m.name for m in ranking.ranking_metrics(ranking.RankerConfig())] == ["auc"]
   regression = ranking.RankerConfig(objective="regression")
   assert [m.name for m in ranking.ranking_metrics(regression)] == ["rmse"]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_get_config_rebuilds_the_same_model(name):
+  model, _ = build(name)
+  clone = type(model).from_config(model.get_config())
+  assert clone.get_config() == model.get_config()
+  assert clone(random_batch(8, np.random.default_rng(4))).shape == (8,)

@@ -20,7 +20,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from trainer import features as feats
-from trainer.embedding import embedding_rows, unknown_index
+from trainer.embedding import FeatureEmbedding, UnknownMasking
 
 
 @dataclasses.dataclass
@@ -35,46 +35,24 @@ class ModelConfig:
 
 
 class Tower(tf.keras.Model):
-  """Embeds each feature by its encoding, concatenates, and maps through an MLP to a
-  unit-length vector (so dot product == cosine, which ScaNN indexes directly)."""
+  """Embeds each feature by its encoding (trainer/embedding.py), concatenates, and maps
+  through an MLP to a unit-length vector (so dot product == cosine, which ScaNN indexes
+  directly)."""
 
   def __init__(self, features: List[feats.Feature], vocab_sizes: Dict[str, int],
                config: ModelConfig, maskable: Sequence[str] = (), **kwargs):
     super().__init__(**kwargs)
-    self._features = list(features)
-    self._unknown_rate = config.unknown_rate
-    self._unknown = {f.name: unknown_index(f, vocab_sizes)
-                     for f in self._features if f.name in maskable}
-    self._embeddings = {
-        f.name: tf.keras.layers.Embedding(embedding_rows(f, vocab_sizes), config.embedding_dim,
-                                          name=f"{f.name}_embedding")
-        for f in self._features if f.encoding in ("vocab", "multi", "int_cat")}
+    self._mask = UnknownMasking(features, vocab_sizes, maskable, config.unknown_rate)
+    # "scalar": a numeric feature enters as its z-score, a column of its own.
+    self._embed = FeatureEmbedding(features, vocab_sizes, config.embedding_dim,
+                                   numeric="scalar")
     self._mlp = tf.keras.Sequential(
         [tf.keras.layers.Dense(units, activation="relu") for units in config.hidden_units]
         + [tf.keras.layers.Dense(config.output_dim)])
 
-  def _mask_to_unknown(self, name: str, ids: tf.Tensor) -> tf.Tensor:
-    drop = tf.random.uniform(tf.shape(ids)) < self._unknown_rate
-    return tf.where(drop, tf.constant(self._unknown[name], ids.dtype), ids)
-
   def call(self, inputs: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-    parts = []
-    for f in self._features:
-      x = inputs[f.name]
-      if f.encoding == "multi":
-        embedding = self._embeddings[f.name]
-        if not embedding.built:
-          embedding.build(None)
-        # Mean of the token embeddings; a row with no tokens gets zeros.
-        parts.append(tf.nn.safe_embedding_lookup_sparse(
-            embedding.embeddings, x, combiner="mean"))
-      elif f.name in self._embeddings:
-        if training and f.name in self._unknown:
-          x = self._mask_to_unknown(f.name, x)
-        parts.append(self._embeddings[f.name](x))
-      else:
-        parts.append(tf.reshape(tf.cast(x, tf.float32), [-1, 1]))
-    return tf.math.l2_normalize(self._mlp(tf.concat(parts, axis=1)), axis=1)
+    fields = self._embed(self._mask(inputs, training=training))
+    return tf.math.l2_normalize(self._mlp(tf.concat(fields, axis=1)), axis=1)
 
 
 class TwoTowerModel(tfrs.Model):

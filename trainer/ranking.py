@@ -123,6 +123,17 @@ class Ranker(tf.keras.Model):
     """[batch, 1] score from the (masked) inputs and their field embeddings."""
     raise NotImplementedError
 
+  def get_config(self) -> dict:
+    """Everything the constructor needs, as plain data (Keras saving asks for it)."""
+    return {"config": dataclasses.asdict(self._config),
+            "all_features": [dataclasses.asdict(f) for f in self.input_features],
+            "vocab_sizes": dict(self._vocab_sizes)}
+
+  @classmethod
+  def from_config(cls, config: dict) -> "Ranker":
+    return cls(RankerConfig(**config["config"]),
+               [feats.Feature(**f) for f in config["all_features"]], config["vocab_sizes"])
+
   def _linear(self, name: str) -> FeatureEmbedding:
     """First-order terms: one weight per category (per token for "multi", mean-pooled)
     and per numeric feature."""
@@ -134,6 +145,9 @@ class Ranker(tf.keras.Model):
 
 
 class WideDeep(Ranker):
+  """Wide: a weight per category (and per numeric feature, times its value) plus hashed
+  (user/context x item) index crosses, e.g. gender x genre, hour x genre, user x item.
+  Deep: an MLP over the concatenated fields. The score is the sum of the two logits."""
 
   def __init__(self, config, all_features, vocab_sizes, **kwargs):
     super().__init__(config, all_features, vocab_sizes, **kwargs)
@@ -169,6 +183,8 @@ class WideDeep(Ranker):
 
 
 class DCN(Ranker):
+  """Cross layers (low_rank: W = U V^T of that rank) over x_0 = the concatenated fields;
+  "stacked" feeds them to the MLP, "parallel" concatenates them with MLP(x_0)."""
 
   def __init__(self, config, all_features, vocab_sizes, **kwargs):
     super().__init__(config, all_features, vocab_sizes, **kwargs)
@@ -189,6 +205,7 @@ class DCN(Ranker):
 
 
 class DeepFM(Ranker):
+  """First-order terms + the FM term sum_{i<j} <e_i, e_j> over the fields + an MLP."""
 
   def __init__(self, config, all_features, vocab_sizes, **kwargs):
     super().__init__(config, all_features, vocab_sizes, **kwargs)
@@ -207,6 +224,8 @@ class DeepFM(Ranker):
 
 
 class NCF(Ranker):
+  """NeuMF: GMF (user_id embedding * item_id embedding) beside an MLP over the user,
+  item and context fields, concatenated into one logit."""
 
   def __init__(self, config, all_features, vocab_sizes, **kwargs):
     super().__init__(config, all_features, vocab_sizes, **kwargs)
