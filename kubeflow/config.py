@@ -8,8 +8,8 @@ import dataclasses
 import os
 from typing import Any, Dict, List, Optional
 
-import yaml
 
+from pipeline import configs
 from pipeline.configs import REPO_ROOT, ConfigError
 
 REMOTE_SCHEMES = ("gs://", "s3://", "hdfs://", "abfs://", "abfss://", "az://", "minio://")
@@ -51,26 +51,10 @@ def is_remote(path: str) -> bool:
   return path.startswith(REMOTE_SCHEMES)
 
 
-def _build(cls, values: Dict[str, Any], where: str):
-  fields = {f.name for f in dataclasses.fields(cls)}
-  unknown = sorted(set(values) - fields)
-  if unknown:
-    raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
-  if "schedule" in values:
-    values = {**values, "schedule": _build(ScheduleConfig, values["schedule"] or {},
-                                           f"{where}: schedule")}
-  return cls(**values)
-
-
 def load(path: str, overrides: Optional[Dict[str, Any]] = None) -> KubeflowConfig:
-  if not os.path.exists(path):
-    raise ConfigError(f"Kubeflow config file {path} does not exist")
-  with open(path) as f:
-    values = yaml.safe_load(f) or {}
-  if not isinstance(values, dict):
-    raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+  values = configs.read_mapping(path)
   values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-  config = _build(KubeflowConfig, values, path)
+  config = configs.build_dataclass(KubeflowConfig, values, path, {"schedule": ScheduleConfig})
   validate(config, path)
   return config
 

@@ -114,29 +114,37 @@ SECTIONS = {"trainer": TrainerConfig, "ranking": RankingConfig,
             "validation": ValidationConfig}
 
 
-def _build(cls, values: Dict[str, Any], where: str):
-  fields = {f.name: f for f in dataclasses.fields(cls)}
-  unknown = sorted(set(values) - set(fields))
+def build_dataclass(cls, values: Dict[str, Any], where: str, sections=None):
+  """cls(**values), refusing unknown keys; `sections` maps keys to nested dataclasses."""
+  sections = SECTIONS if sections is None else sections
+  fields = {f.name for f in dataclasses.fields(cls)}
+  unknown = sorted(set(values) - fields)
   if unknown:
     raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
   kwargs = {}
   for name, value in values.items():
-    if name in SECTIONS:
-      value = _build(SECTIONS[name], value or {}, f"{where}: {name}")
+    if name in sections:
+      value = build_dataclass(sections[name], value or {}, f"{where}: {name}", sections)
     kwargs[name] = value
   return cls(**kwargs)
+
+
+def read_mapping(path: str) -> Dict[str, Any]:
+  """A YAML file whose top level is a mapping, with errors naming the file."""
+  if not os.path.exists(path):
+    raise ConfigError(f"config file {path} does not exist")
+  with open(path) as f:
+    values = yaml.safe_load(f) or {}
+  if not isinstance(values, dict):
+    raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+  return values
 
 
 def load(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None) -> PipelineConfig:
   values: Dict[str, Any] = {}
   where = path or "defaults"
   if path:
-    if not os.path.exists(path):
-      raise ConfigError(f"config file {path} does not exist")
-    with open(path) as f:
-      values = yaml.safe_load(f) or {}
-    if not isinstance(values, dict):
-      raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+    values = read_mapping(path)
   for key, value in (overrides or {}).items():
     if value is None:
       continue
@@ -145,7 +153,7 @@ def load(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None)
       values.setdefault(section, {})[field] = value
     else:
       values[key] = value
-  config = _build(PipelineConfig, values, where)
+  config = build_dataclass(PipelineConfig, values, where)
   validate(config, where)
   return config
 
@@ -156,7 +164,8 @@ def validate(config: PipelineConfig, where: str) -> None:
       (t.epochs >= 1, f"trainer.epochs must be >= 1, got {t.epochs}"),
       (t.train_steps is None or t.train_steps >= 0,
        f"trainer.train_steps must be >= 0 or null, got {t.train_steps}"),
-      (t.batch_size >= 2, f"trainer.batch_size must be >= 2 (in-batch negatives), got {t.batch_size}"),
+      (t.batch_size >= 2,
+       f"trainer.batch_size must be >= 2 (in-batch negatives), got {t.batch_size}"),
       (t.top_k >= 1, f"trainer.top_k must be >= 1, got {t.top_k}"),
       (t.temperature > 0, f"trainer.temperature must be > 0, got {t.temperature}"),
       (0 <= t.unknown_rate < 1, f"trainer.unknown_rate must be in [0, 1), got {t.unknown_rate}"),
