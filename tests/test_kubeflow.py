@@ -1,6 +1,5 @@
 """Kubeflow: the compiled KFP v2 spec matches the local pipeline; the schedule requests as
 they reach an HTTP server; bad input stops before anything is sent or written."""
-import argparse
 import json
 import os
 
@@ -8,7 +7,8 @@ import pytest
 import yaml
 
 from fake_kfp_server import FakeKfp
-from kubeflow import cli_commands, cron
+from kubeflow import cron
+from pipeline import cli
 from kubeflow import compile as kf_compile
 from kubeflow import config as kf_config
 from kubeflow import schedule as kf_schedule
@@ -20,11 +20,8 @@ KUBEFLOW_YAML = os.path.join(REPO, "configs", "kubeflow.yaml")
 
 
 def recsys(*argv) -> int:
-  """`recsys kubeflow ...` through the module's add_commands, as pipeline/cli.py hooks it."""
-  parser = argparse.ArgumentParser(prog="recsys")
-  cli_commands.add_commands(parser.add_subparsers(dest="command", required=True))
-  args = parser.parse_args(argv)
-  return args.func(args)
+  """The `recsys` command, in-process."""
+  return cli.main(list(argv))
 
 
 @pytest.fixture(scope="module")

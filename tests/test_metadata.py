@@ -2,7 +2,6 @@
 
 Fast tests use a store written here with MLMD's own API (three runs, blessings, pushes);
 the e2e tests read the store of a real pipeline run."""
-import argparse
 import json
 import os
 
@@ -11,17 +10,14 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd
 from tfx.orchestration import metadata as tfx_metadata
 
-from pipeline import metadata, metadata_cli
+from pipeline import cli, metadata
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def recsys(*argv) -> int:
-  """`recsys metadata ...` through the module's add_commands, as pipeline/cli.py hooks it."""
-  parser = argparse.ArgumentParser(prog="recsys")
-  metadata_cli.add_commands(parser.add_subparsers(dest="command", required=True))
-  args = parser.parse_args(argv)
-  return args.func(args)
+  """The `recsys` command, in-process."""
+  return cli.main(list(argv))
 
 
 def recsys_json(capsys, *argv):

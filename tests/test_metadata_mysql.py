@@ -4,7 +4,6 @@ a minimal real TFX pipeline are recorded there, and `recsys metadata` reads them
 The pipeline is this project's first two components (ImportSchemaGen and
 TimeSplitExampleGen on a small synthetic world, wired as in create_pipeline): the full
 pipeline twice would take minutes, and MySQL only has to hold what TFX writes."""
-import argparse
 import json
 import os
 
@@ -12,7 +11,7 @@ import pytest
 import yaml
 
 import mariadb_server
-from pipeline import metadata_cli
+from pipeline import cli
 
 pytestmark = pytest.mark.e2e
 
@@ -20,10 +19,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def recsys(*argv) -> int:
-  parser = argparse.ArgumentParser(prog="recsys")
-  metadata_cli.add_commands(parser.add_subparsers(dest="command", required=True))
-  args = parser.parse_args(argv)
-  return args.func(args)
+  """The `recsys` command, in-process."""
+  return cli.main(list(argv))
 
 
 @pytest.fixture(scope="module")
