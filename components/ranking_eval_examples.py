@@ -3,7 +3,7 @@
 For each held-out test interaction it writes the positive (label 1) and `negatives`
 items the user never interacted with in training (label 0), sampled from the catalogue
 with a fixed seed the way the ranker's training negatives are (`sampling`: uniform,
-popularity or mixed — trainer/ranking_task.py), so AUC measures the distinction the
+popularity or mixed — trainer/ranking_data.py), so AUC measures the distinction the
 ranker was trained for rather than "popular vs. random". Each negative is the positive example with the item and its
 features swapped (user, context and the user's slice features stay). TFMA then computes
 AUC and NDCG@K per user (query = user_id) over these groups.
@@ -23,6 +23,7 @@ from components import time_split_example_gen as example_gen_lib
 from components.ingest import dataset as canonical
 from components.retrieval_evaluator import read_split
 from trainer import features as feats
+from trainer import ranking_data
 
 Examples = tfx.types.standard_artifacts.Examples
 Schema = tfx.types.standard_artifacts.Schema
@@ -54,16 +55,6 @@ def item_features(items: pd.DataFrame, schema_features) -> Dict[str, Dict[str, t
   return out
 
 
-def sampling_probabilities(sampling: str, counts: np.ndarray):
-  """None for uniform; else the trainer's scheme (ranking_task.negative_weights)."""
-  if sampling == "uniform":
-    return None
-  popularity = (counts + 1.0) / (counts + 1.0).sum()
-  if sampling == "popularity":
-    return popularity
-  return 0.5 * popularity + 0.5 / len(counts)
-
-
 @tfx.dsl.components.component
 def RankingEvalExamples(examples: tfx.dsl.components.InputArtifact[Examples],
                         schema: tfx.dsl.components.InputArtifact[Schema],
@@ -80,7 +71,7 @@ def RankingEvalExamples(examples: tfx.dsl.components.InputArtifact[Examples],
   train = read_split(examples, "train", {feats.USER_ID: tf.string, feats.ITEM_ID: tf.string})
   seen = train.groupby(feats.USER_ID)[feats.ITEM_ID].agg(lambda s: {index[i] for i in s if i in index})
   train_counts = train[feats.ITEM_ID].value_counts().to_dict()
-  probabilities = sampling_probabilities(
+  probabilities = ranking_data.sampling_probabilities(
       sampling, np.array([train_counts.get(i, 0) for i in item_ids], dtype=np.float64))
 
   rng = np.random.default_rng(seed)

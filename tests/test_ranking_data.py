@@ -44,3 +44,16 @@ def test_negatives_keep_user_and_context_and_never_reuse_seen_items():
 def test_pair_keys_are_unique_per_pair():
   keys = pair_keys(tf.constant([0, 0, 1]), tf.constant([1, 2, 1]), 3).numpy()
   assert len(set(keys.tolist())) == 3
+
+
+def test_sampling_probabilities():
+  from trainer.ranking_data import sampling_probabilities
+  counts = [0, 1, 8]
+  assert sampling_probabilities("uniform", counts) is None
+  popularity = sampling_probabilities("popularity", counts)
+  assert popularity.tolist() == [1 / 12, 2 / 12, 9 / 12]  # +1 keeps cold items drawable
+  mixed = sampling_probabilities("mixed", counts)
+  assert abs(mixed.sum() - 1) < 1e-12 and abs(mixed[0] - (0.5 / 12 + 0.5 / 3)) < 1e-12
+  import pytest
+  with pytest.raises(ValueError, match="'hard'"):
+    sampling_probabilities("hard", counts)

@@ -20,6 +20,24 @@ import tensorflow as tf
 from trainer import features as feats
 
 
+NEGATIVE_SAMPLING = ("uniform", "popularity", "mixed")
+
+
+def sampling_probabilities(kind: str, counts: np.ndarray):
+  """Per catalogue item, from its training count: None (uniform), popularity (+1 so cold
+  items can be drawn), or an even mix of the two. The ranker's training negatives and its
+  TFMA evaluation negatives (components/ranking_eval_examples.py) both use this."""
+  if kind not in NEGATIVE_SAMPLING:
+    raise ValueError(f"negative_sampling={kind!r}; expected one of {NEGATIVE_SAMPLING}")
+  if kind == "uniform":
+    return None
+  popularity = (np.asarray(counts, np.float64) + 1.0)
+  popularity /= popularity.sum()
+  if kind == "popularity":
+    return popularity
+  return 0.5 * popularity + 0.5 / len(popularity)
+
+
 def _ragged(x):
   return tf.RaggedTensor.from_sparse(x) if isinstance(x, tf.SparseTensor) else x
 

@@ -46,24 +46,12 @@ def transformed_catalogue(module: export.RawFeatureModule, items, all_features) 
   return {f.name: transformed[f.name] for f in item_features}
 
 
-NEGATIVE_SAMPLING = ("uniform", "popularity", "mixed")
-
-
-def negative_weights(kind: str, train, catalogue_item_index: np.ndarray, num_item_indices: int):
-  """Per catalogue row: None (uniform), training popularity (+1 so cold items can be
-  drawn), or an even mix of the two."""
-  if kind not in NEGATIVE_SAMPLING:
-    raise ValueError(f"negative_sampling={kind!r}; expected one of {NEGATIVE_SAMPLING}")
-  if kind == "uniform":
-    return None
+def catalogue_counts(train, catalogue_item_index: np.ndarray, num_item_indices: int):
+  """Training interactions per catalogue row (rows map to item vocabulary indices)."""
   counts = np.zeros(num_item_indices)
   for batch in train:
     np.add.at(counts, batch[feats.ITEM_ID].numpy(), 1)
-  popularity = counts[catalogue_item_index] + 1.0
-  popularity /= popularity.sum()
-  if kind == "popularity":
-    return popularity
-  return 0.5 * popularity + 0.5 / len(popularity)
+  return counts[catalogue_item_index]
 
 
 def training_data(dataset, sampler, cfg: ranking.RankerConfig, rating_feature: str):
@@ -99,8 +87,9 @@ def run_fn(fn_args: tfx.components.FnArgs):
       ratio=int(config.get("negative_ratio", 4)),
       seen_pairs=ranking_data.positive_pairs_table(train, num_item_indices),
       num_item_indices=num_item_indices, seed=seed,
-      sampling_weights=negative_weights(config.get("negative_sampling", "uniform"), train,
-                                        catalogue[feats.ITEM_ID].numpy(), num_item_indices))
+      sampling_weights=ranking_data.sampling_probabilities(
+          config.get("negative_sampling", "uniform"),
+          catalogue_counts(train, catalogue[feats.ITEM_ID].numpy(), num_item_indices)))
   rating = next((f.name for f in all_features if f.role == "rating"), feats.LABEL)
 
   model = ranking.build_ranker(cfg, all_features, vocab_sizes)
