@@ -3,6 +3,7 @@
   recsys run --config configs/demo.yaml [--data synthetic|movielens:<dir>|csv:<file>] ...
   recsys serve --model-base serving_models        TF Serving's gRPC API on 127.0.0.1:8500
   recsys recommend --user U [-k 10] [--json]       retrieve -> rank -> re-rank over gRPC
+  recsys benchmark --data D --models popularity,ease,sasrec,...   one split, one leaderboard
   recsys report | compare-rankers | metadata ... | kubeflow ... | export-serving-config
 """
 import argparse
@@ -11,6 +12,7 @@ import sys
 import warnings
 
 from kubeflow import cli_commands as kubeflow_cli
+from leaderboard import cli_commands as leaderboard_cli
 from pipeline import metadata_cli
 from serving import cli_commands as serving_cli
 
@@ -101,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
   serving_cli.add_commands(sub)  # serve, recommend (the gRPC funnel), export-serving-config
   kubeflow_cli.add_commands(sub)
   metadata_cli.add_commands(sub)
+  leaderboard_cli.add_commands(sub)  # benchmark
   return parser
 
 

@@ -1,0 +1,1 @@
+"""`recsys benchmark`: many retrieval models, one time-ordered split, one leaderboard."""

@@ -1,0 +1,186 @@
+"""The leaderboard's shared protocol: one split, one model interface, two metrics.
+
+Split: the pipeline's own leave-last-out rule (components/time_split_example_gen.py,
+`assign_splits`, same seed and tie-break), so a leaderboard row and a pipeline run agree
+on which interaction each user holds out. Every model fits on everything but each
+user's last interaction (the pipeline's train + eval splits) and is scored on that last
+one (the test split). Histories given to a model at scoring time never contain it.
+
+Metrics, both over the same held-out (user, item) pairs:
+  full catalogue  the held-out item's rank among every catalogue item the user has not
+                  interacted with in the fit data (ties count against the model);
+  sampled         its rank among SAMPLED_NEGATIVES items drawn uniformly, once per user
+                  from a fixed seed, from items the user never interacted with; the
+                  same negatives for every model. Labelled "sampled": it inflates scores
+                  and can reorder models (Krichene & Rendle, 2020).
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Dict, List
+
+import numpy as np
+import pandas as pd
+
+from components.ingest.dataset import InteractionData
+from components.time_split_example_gen import assign_splits
+
+K = 10
+SAMPLED_NEGATIVES = 100
+MIN_INTERACTIONS_TO_HOLD_OUT = 3  # the pipeline's default (TimeSplitExampleGen)
+NOT_CONTEXT = ("user_id", "item_id", "timestamp", "label", "rating")  # the rest is context
+
+
+@dataclasses.dataclass
+class Split:
+  """Interactions as integer indices. Items index the whole catalogue (items.csv), so an
+  item with no fit interactions still has an index (and can be a held-out target)."""
+
+  user_ids: np.ndarray  # index -> raw user id (object)
+  item_ids: np.ndarray  # index -> raw item id (object)
+  fit_users: np.ndarray  # int64 [n_fit], time-ordered within each user
+  fit_items: np.ndarray  # int64 [n_fit]
+  fit_times: np.ndarray  # int64 [n_fit] epoch seconds
+  fit_context: pd.DataFrame  # the fit rows' context columns (hour, device, ...), same order
+  sequences: List[np.ndarray]  # per user index: fit item indices in time order
+  test_users: np.ndarray  # int64 [n_test]: users with a held-out interaction
+  test_items: np.ndarray  # int64 [n_test]: the held-out item
+  test_context: pd.DataFrame  # the held-out rows' context columns (hour, device, ...)
+  items: pd.DataFrame  # catalogue features, row i = item index i
+  users: pd.DataFrame | None  # user features, row i = user index i (None if the source has none)
+
+  @property
+  def n_users(self) -> int:
+    return len(self.user_ids)
+
+  @property
+  def n_items(self) -> int:
+    return len(self.item_ids)
+
+  def histories(self, users: np.ndarray) -> List[np.ndarray]:
+    """Each user's fit items in time order (the held-out item is never among them)."""
+    return [self.sequences[u] for u in users]
+
+
+def make_split(data: InteractionData, seed: int = 0,
+               min_to_hold_out: int = MIN_INTERACTIONS_TO_HOLD_OUT) -> Split:
+  """The pipeline's per-user time split of `data`, as indices."""
+  items = data.items.reset_index(drop=True)
+  item_index = {item: i for i, item in enumerate(items["item_id"].astype(str))}
+  frame = data.interactions.astype({"user_id": str, "item_id": str})
+  user_ids = np.array(sorted(frame["user_id"].unique()), dtype=object)
+  user_index = {u: i for i, u in enumerate(user_ids)}
+
+  fit_rows, test_rows = [], []
+  records = frame.to_dict("records")
+  by_user: Dict[str, list] = {}
+  for row in records:
+    by_user.setdefault(row["user_id"], []).append(row)
+  for user in user_ids:
+    for split, row in assign_splits(by_user[user], seed, min_to_hold_out):
+      (test_rows if split == "test" else fit_rows).append(row)
+
+  fit = pd.DataFrame(fit_rows, columns=frame.columns)
+  test = pd.DataFrame(test_rows, columns=frame.columns)
+  fit_users = fit["user_id"].map(user_index).to_numpy(np.int64)
+  fit_items = fit["item_id"].map(item_index).to_numpy(np.int64)
+  boundaries = np.flatnonzero(np.diff(fit_users)) + 1
+  sequences = [np.empty(0, np.int64)] * len(user_ids)
+  for chunk in np.split(np.arange(len(fit)), boundaries):
+    if len(chunk):
+      sequences[fit_users[chunk[0]]] = fit_items[chunk]
+  users = None
+  if data.users is not None:
+    users = (data.users.astype({"user_id": str}).set_index("user_id")
+             .reindex(user_ids).reset_index())
+  context = [c for c in frame.columns if c not in NOT_CONTEXT]
+  return Split(
+      user_ids=user_ids, item_ids=np.array(list(item_index), dtype=object),
+      fit_users=fit_users, fit_items=fit_items,
+      fit_times=fit["timestamp"].to_numpy(np.int64),
+      fit_context=fit[context].reset_index(drop=True), sequences=sequences,
+      test_users=test["user_id"].map(user_index).to_numpy(np.int64),
+      test_items=test["item_id"].map(item_index).to_numpy(np.int64),
+      test_context=test[context].reset_index(drop=True), items=items, users=users)
+
+
+class Recommender(abc.ABC):
+  """A model on the leaderboard. `score` returns a score for every catalogue item."""
+
+  name: str = "?"
+
+  @abc.abstractmethod
+  def fit(self, split: Split, seed: int = 0) -> None:
+    """Learn from split.fit_* / split.sequences (and item/user features if it uses them)."""
+
+  @abc.abstractmethod
+  def score(self, split: Split, rows: np.ndarray) -> np.ndarray:
+    """float32 [len(rows), n_items] for the held-out rows `rows` (indices into
+    split.test_users / test_items / test_context); higher is better. A model must not
+    read split.test_items."""
+
+  @abc.abstractmethod
+  def num_parameters(self) -> int:
+    """Learned (or stored) numbers the model needs to score, for the leaderboard."""
+
+
+@dataclasses.dataclass
+class Ranks:
+  full: np.ndarray  # 1-based rank among unseen catalogue items, per held-out row
+  sampled: np.ndarray  # 1-based rank among the item + SAMPLED_NEGATIVES negatives
+
+
+def sampled_negatives(split: Split, seed: int = 0) -> np.ndarray:
+  """int64 [n_test, SAMPLED_NEGATIVES]: per held-out row, items the user never touched."""
+  rng = np.random.default_rng(seed)
+  out = np.empty((len(split.test_users), SAMPLED_NEGATIVES), np.int64)
+  for row, (user, target) in enumerate(zip(split.test_users, split.test_items)):
+    touched = set(split.sequences[user].tolist()) | {int(target)}
+    if split.n_items - len(touched) < SAMPLED_NEGATIVES:
+      raise ValueError(f"user {split.user_ids[user]} has touched all but "
+                       f"{split.n_items - len(touched)} of {split.n_items} items; the sampled "
+                       f"protocol needs {SAMPLED_NEGATIVES} untouched ones")
+    chosen: list = []
+    while len(chosen) < SAMPLED_NEGATIVES:
+      for item in rng.integers(0, split.n_items, SAMPLED_NEGATIVES * 2):
+        if int(item) not in touched and item not in chosen:
+          chosen.append(item)
+          if len(chosen) == SAMPLED_NEGATIVES:
+            break
+    out[row] = chosen
+  return out
+
+
+def rank_rows(split: Split, model: Recommender, negatives: np.ndarray,
+              batch_size: int = 256) -> Ranks:
+  """Scores every held-out row in batches and ranks its item under both protocols."""
+  full, sampled = [], []
+  for start in range(0, len(split.test_users), batch_size):
+    rows = np.arange(start, min(start + batch_size, len(split.test_users)))
+    scores = np.asarray(model.score(split, rows), dtype=np.float32)
+    expected = (len(rows), split.n_items)
+    if scores.shape != expected:
+      raise ValueError(f"{model.name}.score returned shape {scores.shape}, expected {expected}")
+    scores = np.where(np.isfinite(scores), scores, np.float32(-1e30))  # NaN never wins
+    targets = split.test_items[rows]
+    target_scores = scores[np.arange(len(rows)), targets]
+    for i, user in enumerate(split.test_users[rows]):
+      seen = split.sequences[user]
+      unseen_better = scores[i] >= target_scores[i]
+      unseen_better[seen] = False
+      unseen_better[targets[i]] = False
+      full.append(1 + int(unseen_better.sum()))  # ties count against the model
+      sampled.append(1 + int((scores[i, negatives[start + i]] >= target_scores[i]).sum()))
+  return Ranks(np.array(full), np.array(sampled))
+
+
+def hit_rate(ranks: np.ndarray, k: int = K) -> float:
+  return float(np.mean(ranks <= k)) if len(ranks) else float("nan")
+
+
+def ndcg(ranks: np.ndarray, k: int = K) -> float:
+  """One relevant item: 1/log2(rank + 1) when it is in the top k."""
+  if not len(ranks):
+    return float("nan")
+  return float(np.mean(np.where(ranks <= k, 1.0 / np.log2(ranks + 1.0), 0.0)))
