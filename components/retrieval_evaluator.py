@@ -9,7 +9,7 @@ recorded as custom properties so MLMD shows them.
 """
 import json
 import os
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,22 +31,51 @@ ModelEvaluation = tfx.types.standard_artifacts.ModelEvaluation
 BATCH = 256
 
 
-def read_split(examples: Artifact, split: str, columns: Dict[str, tf.DType]) -> pd.DataFrame:
-  """Reads the named scalar columns of one ExampleGen split into a DataFrame."""
+def read_split(examples: Artifact, split: str, columns: Dict[str, tf.DType],
+               string_lists: Sequence[str] = ()) -> pd.DataFrame:
+  """Reads the named scalar columns of one ExampleGen split into a DataFrame, and each
+  of `string_lists` (e.g. history) as a [rows, longest] string matrix padded with ""."""
   pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*")
   files = tf.io.gfile.glob(pattern)
   spec = {name: tf.io.FixedLenFeature([], dtype) for name, dtype in columns.items()}
+  spec.update({name: tf.io.VarLenFeature(tf.string) for name in string_lists})
   ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096).map(
       lambda x: tf.io.parse_example(x, spec))
-  parts = {name: [] for name in columns}
+  parts = {name: [] for name in spec}
   for batch in ds:
     for name in columns:
       parts[name].append(batch[name].numpy())
-  frame = pd.DataFrame({n: np.concatenate(v) if v else np.array([]) for n, v in parts.items()})
+    for name in string_lists:
+      parts[name].extend(tf.RaggedTensor.from_sparse(batch[name]).to_list())
+  frame = pd.DataFrame({n: np.concatenate(parts[n]) if parts[n] else np.array([])
+                        for n in columns})
   for name, dtype in columns.items():
     if dtype == tf.string:
       frame[name] = frame[name].map(lambda b: b.decode())
+  for name in string_lists:
+    frame[name] = parts[name] if len(frame) else []
   return frame
+
+
+def string_matrix(lists: Sequence[Sequence[bytes]]) -> np.ndarray:
+  """Lists of strings -> an object [rows, longest] matrix padded with "" (at least 1 wide)."""
+  width = max([len(x) for x in lists] + [1])
+  out = np.full((len(lists), width), b"", dtype=object)
+  for row, values in enumerate(lists):
+    out[row, :len(values)] = values
+  return out
+
+
+def query_inputs(model, test: pd.DataFrame, context: List[str]):
+  """The query signatures to call and their inputs: a model that reads history is asked
+  with each held-out example's own history (the items before it), any other by user id.
+  Returns (embedding signature, top-k signature, inputs)."""
+  inputs = {c: test[c].to_numpy() for c in context}
+  if "history_embedding" in model.signatures:
+    inputs[feats.HISTORY] = string_matrix(test[feats.HISTORY].tolist())
+    return "history_embedding", "recommend_with_history", inputs
+  inputs[feats.USER_ID] = test[feats.USER_ID].to_numpy().astype(object)
+  return "query_embedding", "recommend_with_context", inputs
 
 
 def call_in_batches(fn, inputs: Dict[str, np.ndarray], key: str, batch: int = BATCH) -> np.ndarray:
@@ -82,9 +111,8 @@ def evaluate(model_dir: str, train: pd.DataFrame, test: pd.DataFrame,
   counts = train[feats.ITEM_ID].value_counts()
   popularity[[index[i] for i in counts.index if i in index]] = counts[[i for i in counts.index if i in index]]
 
-  query_inputs = {feats.USER_ID: test[feats.USER_ID].to_numpy().astype(object)}
-  query_inputs.update({c: test[c].to_numpy() for c in context})
-  queries = call_in_batches(model.signatures["query_embedding"], query_inputs, "embedding")
+  embed, top_k, inputs = query_inputs(model, test, context)
+  queries = call_in_batches(model.signatures[embed], inputs, "embedding")
 
   rng = np.random.default_rng(seed)
   model_ranks, pop_ranks, model_sampled, pop_sampled = [], [], [], []
@@ -106,22 +134,21 @@ def evaluate(model_dir: str, train: pd.DataFrame, test: pd.DataFrame,
     metrics.update({f"{name}/{k}": v for k, v in rm.summarize(full).items()})
     metrics.update({f"{name}/sampled_{k}": v
                     for k, v in rm.summarize(np.asarray(sampled), ks=(10,)).items()})
-  metrics["scann_recall@10"] = scann_recall_at_10(model, test, context, queries, item_emb, item_ids)
+  metrics["scann_recall@10"] = scann_recall_at_10(model.signatures[top_k], inputs, queries,
+                                                  item_emb, item_ids)
   return metrics
 
 
-def scann_recall_at_10(model, test: pd.DataFrame, context: List[str], queries: np.ndarray,
+def scann_recall_at_10(top_k_signature, inputs: Dict[str, np.ndarray], queries: np.ndarray,
                        item_emb: np.ndarray, item_ids: List[str]) -> float:
   """Share of exact (brute-force) top-10 items that ScaNN's top-10 also returns."""
-  if not len(test):
+  if not len(queries):
     return 0.0
-  inputs = {feats.USER_ID: test[feats.USER_ID].to_numpy().astype(object)}
-  inputs.update({c: test[c].to_numpy() for c in context})
-  approx = call_in_batches(model.signatures["recommend_with_context"], inputs, "item_ids")[:, :10]
+  approx = call_in_batches(top_k_signature, inputs, "item_ids")[:, :10]
   exact = np.argsort(-(queries @ item_emb.T), axis=1)[:, :10]
   hits = sum(len({item_ids[i] for i in e} & {a.decode() for a in a_row})
              for e, a_row in zip(exact, approx))
-  return hits / (10.0 * len(test))
+  return hits / (10.0 * len(queries))
 
 
 HEADLINE = ("model/hit_rate@10", "model/ndcg@10", "popularity/hit_rate@10",
@@ -140,7 +167,8 @@ def RetrievalEvaluator(examples: tfx.dsl.components.InputArtifact[Examples],
   context = [f.name for f in feats.by_role(all_features, "context")]
   dtypes.update({f.name: tf.as_dtype(f.dtype) for f in feats.by_role(all_features, "context")})
   train = read_split(examples, "train", {feats.USER_ID: tf.string, feats.ITEM_ID: tf.string})
-  test = read_split(examples, "test", dtypes)
+  history = feats.history_feature(all_features)
+  test = read_split(examples, "test", dtypes, [history.name] if history else [])
   metrics = evaluate(path_utils.serving_model_path(model.uri), train, test, context, seed)
   record_metrics(evaluation, metrics, HEADLINE, "RetrievalEvaluator")
 

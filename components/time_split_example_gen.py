@@ -15,6 +15,10 @@ interactions are ordered by time, ties broken by a seeded hash of (user, item) â
 item id or file order, which correlate with popularity and release date. The last one
 goes to `test`, the one before to `eval`, the rest to `train`. Users with fewer than
 `min_interactions_to_hold_out` interactions stay wholly in `train`.
+
+History (only when `history_length` > 0, i.e. for a sequential retrieval model): each
+example also carries the ids of the user's previous `history_length` items, oldest
+first, so a held-out example's history holds what came before it and never itself.
 """
 import csv
 import hashlib
@@ -42,11 +46,16 @@ def tie_break(seed: int, user_id: str, item_id: str) -> int:
   return int.from_bytes(digest, "big")
 
 
+def time_order(rows: List[Dict[str, str]], seed: int) -> List[Dict[str, str]]:
+  """One user's rows by time, ties broken by `tie_break`."""
+  return sorted(
+      rows, key=lambda r: (int(r["timestamp"]), tie_break(seed, r["user_id"], r["item_id"])))
+
+
 def assign_splits(rows: List[Dict[str, str]], seed: int, min_to_hold_out: int
                   ) -> Iterable[Tuple[str, Dict[str, str]]]:
   """One user's rows -> (split, row) in time order."""
-  ordered = sorted(
-      rows, key=lambda r: (int(r["timestamp"]), tie_break(seed, r["user_id"], r["item_id"])))
+  ordered = time_order(rows, seed)
   n = len(ordered)
   for i, row in enumerate(ordered):
     if n < min_to_hold_out or i < n - 2:
@@ -90,6 +99,22 @@ def add_slice_features(row: Dict[str, str], item_counts: Dict[str, int],
   out[USER_ACTIVITY] = activity_bucket(user_counts.get(row[feats.USER_ID], 0))
   out[DAYPART] = daypart(int(float(row["hour"])))
   return out
+
+
+def with_history(split_rows: Iterable[Tuple[str, Dict[str, str]]], length: int
+                 ) -> Iterable[Tuple[str, Dict[str, str]]]:
+  """Adds `history` to each of one user's time-ordered rows: the ids of the user's
+  previous `length` items, oldest first. Only earlier rows count, so an example's own
+  item (and a held-out one's) is never in its history."""
+  previous: List[str] = []
+  for split, row in split_rows:
+    if not length:
+      yield split, row
+      continue
+    out = dict(row)
+    out[feats.HISTORY] = MULTI_VALUE_SEPARATOR.join(previous[-length:])
+    previous.append(row[feats.ITEM_ID])
+    yield split, out
 
 
 def _read_table(path: str, key: str) -> Dict[str, Dict[str, str]]:
@@ -157,6 +182,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     config = json_utils.loads(exec_properties.get("custom_config") or "null") or {}
     seed = int(config.get("seed", 0))
     min_to_hold_out = int(config.get("min_interactions_to_hold_out", 3))
+    history_length = int(config.get("history_length", 0))  # 0: no history feature
     schema = feats.load_schema(config["schema_file"])
     input_base = exec_properties["input_base"]
     interactions = os.path.join(input_base, "interactions.csv")
@@ -171,7 +197,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         | "KeyByUser" >> beam.Map(lambda r: (r[feats.USER_ID], r))
         | "GroupByUser" >> beam.GroupByKey()
         | "SplitByTime" >> beam.FlatMap(
-            lambda kv: assign_splits(list(kv[1]), seed, min_to_hold_out)))
+            lambda kv: with_history(assign_splits(list(kv[1]), seed, min_to_hold_out),
+                                    history_length)))
     partitions = split_rows | "Partition" >> beam.Partition(
         lambda split_row, _: SPLITS.index(split_row[0]), len(SPLITS))
     # Training counts per item and per user, for the slice features (side inputs).

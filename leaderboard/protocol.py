@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -63,23 +63,44 @@ class Split:
     return [self.sequences[u] for u in users]
 
 
+UNKNOWN = "<unknown>"  # the out-of-vocabulary entry when a split is indexed by vocabularies
+
+
 def make_split(data: InteractionData, seed: int = 0,
-               min_to_hold_out: int = MIN_INTERACTIONS_TO_HOLD_OUT) -> Split:
-  """The pipeline's per-user time split of `data`, as indices."""
+               min_to_hold_out: int = MIN_INTERACTIONS_TO_HOLD_OUT,
+               fit_splits: Sequence[str] = ("train", "eval"),
+               vocabularies: Optional[Tuple[Sequence[str], Sequence[str]]] = None) -> Split:
+  """The pipeline's per-user time split of `data`, as indices.
+
+  `fit_splits`: which of the pipeline's splits the models learn from (the TFX Trainer
+  uses ("train",); the leaderboard everything but the held-out `test`).
+  `vocabularies`: (user ids, item ids) to index by (Transform's vocabularies), each
+  followed by one UNKNOWN index that every id outside it maps to. By default users are
+  indexed in sorted order and items in catalogue (items.csv) order."""
   items = data.items.reset_index(drop=True)
-  item_index = {item: i for i, item in enumerate(items["item_id"].astype(str))}
   frame = data.interactions.astype({"user_id": str, "item_id": str})
-  user_ids = np.array(sorted(frame["user_id"].unique()), dtype=object)
-  user_index = {u: i for i, u in enumerate(user_ids)}
+  if vocabularies is None:
+    user_ids = np.array(sorted(frame["user_id"].unique()), dtype=object)
+    item_ids = items["item_id"].astype(str).to_numpy(dtype=object)
+  else:
+    user_ids = np.array(list(vocabularies[0]) + [UNKNOWN], dtype=object)
+    item_ids = np.array(list(vocabularies[1]) + [UNKNOWN], dtype=object)
+    items = (items.astype({"item_id": str}).drop_duplicates("item_id").set_index("item_id")
+             .reindex(item_ids).reset_index())
+  item_index = _Index(item_ids, vocabularies is not None)
+  user_index = _Index(user_ids, vocabularies is not None)
 
   fit_rows, test_rows = [], []
   records = frame.to_dict("records")
   by_user: Dict[str, list] = {}
   for row in records:
     by_user.setdefault(row["user_id"], []).append(row)
-  for user in user_ids:
+  for user in sorted(by_user):
     for split, row in assign_splits(by_user[user], seed, min_to_hold_out):
-      (test_rows if split == "test" else fit_rows).append(row)
+      if split == "test":
+        test_rows.append(row)
+      elif split in fit_splits:
+        fit_rows.append(row)
 
   fit = pd.DataFrame(fit_rows, columns=frame.columns)
   test = pd.DataFrame(test_rows, columns=frame.columns)
@@ -96,13 +117,24 @@ def make_split(data: InteractionData, seed: int = 0,
              .reindex(user_ids).reset_index())
   context = [c for c in frame.columns if c not in NOT_CONTEXT]
   return Split(
-      user_ids=user_ids, item_ids=np.array(list(item_index), dtype=object),
+      user_ids=user_ids, item_ids=item_ids,
       fit_users=fit_users, fit_items=fit_items,
       fit_times=fit["timestamp"].to_numpy(np.int64),
       fit_context=fit[context].reset_index(drop=True), sequences=sequences,
       test_users=test["user_id"].map(user_index).to_numpy(np.int64),
       test_items=test["item_id"].map(item_index).to_numpy(np.int64),
       test_context=test[context].reset_index(drop=True), items=items, users=users)
+
+
+class _Index:
+  """id -> index; with `unknown_last`, ids not in `ids` map to the last index."""
+
+  def __init__(self, ids: np.ndarray, unknown_last: bool):
+    self._index = {value: i for i, value in enumerate(ids)}
+    self._default = len(ids) - 1 if unknown_last else None
+
+  def __call__(self, value: str) -> int:
+    return self._index.get(value, self._default)
 
 
 class Recommender(abc.ABC):

@@ -29,7 +29,7 @@ def _run(args) -> int:
       "data": args.data, "pipeline_root": args.pipeline_root, "serving_dir": args.serving_dir,
       "synthetic_interactions": args.synthetic_interactions, "seed": args.seed,
       "schema": args.schema, "trainer.epochs": args.epochs,
-      "trainer.train_steps": args.train_steps,
+      "trainer.train_steps": args.train_steps, "trainer.model": args.model,
   }
   try:
     config = configs.load(args.config, overrides)
@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--serving-dir", help="where pushed models go (TF Serving layout)")
   run.add_argument("--synthetic-interactions", type=int, help="size of the synthetic world")
   run.add_argument("--seed", type=int)
+  run.add_argument("--model", help="retrieval model: two_tower (default) | mf | lightgcn | "
+                   "sasrec | bert4rec")
   run.add_argument("--epochs", type=int)
   run.add_argument("--train-steps", type=int, help="train this many steps instead of epochs")
   run.set_defaults(func=_run)

@@ -22,8 +22,22 @@ def resolve(path: str) -> str:
   return path if "://" in path else os.path.abspath(path)
 
 
+RETRIEVAL_MODELS = ("two_tower", "mf", "lightgcn", "sasrec", "bert4rec")
+SEQUENTIAL_MODELS = ("sasrec", "bert4rec")
+
+
 @dataclasses.dataclass
 class TrainerConfig:
+  """The retrieval model. `model` picks it (trainer/task.py): two_tower (user + context
+  towers, the default), mf / lightgcn (id embeddings; LightGCN propagates them over the
+  user-item graph), sasrec / bert4rec (the query is the user's last `history_length`
+  items, encoded by self-attention). Every one is exported with a ScaNN index."""
+  model: str = "two_tower"
+  # mf / lightgcn / sasrec / bert4rec: their own constructor knobs (epochs, dim, ...; see
+  # leaderboard/factorization.py and leaderboard/sequential.py). The knobs below, from
+  # `epochs` on, configure two_tower; train_steps: 0 exports any model untrained.
+  model_args: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  history_length: int = 50  # items of history a sequential model reads (sasrec, bert4rec)
   epochs: int = 10
   train_steps: Optional[int] = None  # replaces epochs when set; 0 = export untrained
   batch_size: int = 1024
@@ -106,6 +120,11 @@ class PipelineConfig:
     """TF Serving's layout: <serving_dir>/<model name>/<version>/."""
     return f"{resolve(self.serving_dir).rstrip('/')}/{model_name}"
 
+  @property
+  def history_length(self) -> int:
+    """Items of history ExampleGen writes per example: none unless the model reads it."""
+    return self.trainer.history_length if self.trainer.model in SEQUENTIAL_MODELS else 0
+
   def retrieval_push_dir(self) -> str:
     return self.push_dir("retrieval")
 
@@ -167,6 +186,9 @@ def validate(config: PipelineConfig, where: str) -> None:
       (t.batch_size >= 2,
        f"trainer.batch_size must be >= 2 (in-batch negatives), got {t.batch_size}"),
       (t.top_k >= 1, f"trainer.top_k must be >= 1, got {t.top_k}"),
+      (t.model in RETRIEVAL_MODELS,
+       f"trainer.model must be one of {', '.join(RETRIEVAL_MODELS)}; got {t.model!r}"),
+      (t.history_length >= 1, f"trainer.history_length must be >= 1, got {t.history_length}"),
       (t.temperature > 0, f"trainer.temperature must be > 0, got {t.temperature}"),
       (0 <= t.unknown_rate < 1, f"trainer.unknown_rate must be in [0, 1), got {t.unknown_rate}"),
       (config.synthetic_interactions >= 1000,
@@ -188,6 +210,7 @@ def validate(config: PipelineConfig, where: str) -> None:
     if not ok:
       raise ConfigError(f"{where}: {message}")
   validate_ranker(config.ranking, where)
+  validate_retrieval_model(config.trainer, where)
   if config.schema and not os.path.exists(config.schema):
     raise ConfigError(f"{where}: schema file {config.schema} does not exist")
 
@@ -204,6 +227,19 @@ def validate_ranker(ranking_config: RankingConfig, where: str) -> None:
     ranking.validate_config(ranking.RankerConfig(**fields))
   except ValueError as e:
     raise ConfigError(f"{where}: ranking: {e}") from None
+
+
+def validate_retrieval_model(trainer_config: TrainerConfig, where: str) -> None:
+  if trainer_config.model == "two_tower":
+    if trainer_config.model_args:
+      raise ConfigError(f"{where}: trainer.model_args is for mf, lightgcn, sasrec and "
+                        f"bert4rec; two_tower takes the trainer keys themselves")
+    return
+  from trainer import retrieval_models  # imports TensorFlow
+  try:
+    retrieval_models.check_args(trainer_config.model, trainer_config.model_args or {})
+  except ValueError as e:
+    raise ConfigError(f"{where}: {e}") from None
 
 
 def validate_against_schema(config: PipelineConfig, features, schema_file: str) -> None:

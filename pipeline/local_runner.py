@@ -20,12 +20,12 @@ from trainer import features as feats  # noqa: E402
 
 def check_data_matches_schema(data: dataset.InteractionData, schema_file: str) -> None:
   """Every schema feature must be a column of the source, before any work starts
-  (except the slice features, which TimeSplitExampleGen computes)."""
+  (except the slice and history features, which TimeSplitExampleGen computes)."""
   columns = set(data.interactions.columns) | set(data.items.columns)
   if data.users is not None:
     columns |= set(data.users.columns)
   missing = [f.name for f in feats.load_features(schema_file)
-             if f.name not in columns and f.role != "slice"]  # ExampleGen adds slice features
+             if f.name not in columns and f.role not in ("slice", "history")]
   if missing:
     raise dataset.DataError(
         f"{schema_file}: the schema declares feature(s) {missing} that the data source "

@@ -1,7 +1,8 @@
 """The TFX DAG. This module only wires components; every knob is in pipeline/configs.py.
 
   TimeSplitExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> AnomalyGate
-    -> Transform -> RetrievalTrainer (two-tower + ScaNN) -> RetrievalEvaluator (report)
+    -> Transform -> RetrievalTrainer (two_tower | mf | lightgcn | sasrec | bert4rec; ScaNN)
+                    -> RetrievalEvaluator (report)
                     -> RetrievalValidator (TFMA, vs LatestBlessedRetrievalModel)
                     -> RetrievalPusher (only a blessed model)
                  -> RankingTrainer (wide_deep | dcn | deepfm | ncf) -> RankingEvaluator (report)
@@ -31,7 +32,8 @@ IN_PROCESS_BEAM = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 def trainer_custom_config(config: PipelineConfig, data_dir: str) -> dict:
   t = config.trainer
   return {**t.__dict__, "hidden_units": list(t.hidden_units), "seed": config.seed,
-          "data_dir": data_dir}
+          "data_dir": data_dir,
+          "min_interactions_to_hold_out": config.min_interactions_to_hold_out}
 
 
 def ranking_custom_config(config: PipelineConfig, data_dir: str) -> dict:
@@ -92,7 +94,8 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
       input_config=example_gen_lib.input_config(),
       output_config=example_gen_lib.output_config(),
       custom_config={"seed": config.seed, "schema_file": schema_file,
-                     "min_interactions_to_hold_out": config.min_interactions_to_hold_out})
+                     "min_interactions_to_hold_out": config.min_interactions_to_hold_out,
+                     "history_length": config.history_length})
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
   schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
   example_validator = tfx.components.ExampleValidator(
@@ -103,7 +106,7 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
       examples=example_gen.outputs["examples"],
       schema=schema_gen.outputs["schema"],
       preprocessing_fn=PREPROCESSING_FN,
-      custom_config={"schema_file": schema_file},
+      custom_config={"schema_file": schema_file, "history_length": config.history_length},
       disable_statistics=True)  # StatisticsGen already profiles the raw data
   transform.add_upstream_node(anomaly_gate)
 

@@ -77,13 +77,13 @@ def describe_blessing(verdict: Optional[Dict[str, object]]) -> str:
   return "NOT BLESSED, not pushed: " + "; ".join(verdict["reasons"] or ["see TFMA output"])
 
 
-def metrics_table(metrics: Dict[str, float]) -> str:
+def metrics_table(metrics: Dict[str, float], model_label: str = "two_tower") -> str:
   ks = (10, 50, 100)
   head = "  " + f"{'model':<12}" + "".join(f"{'HR@' + str(k):>9}{'NDCG@' + str(k):>9}" for k in ks)
   head += f"{'| sampled HR@10':>16}{'NDCG@10':>9}"
   lines = [head]
   for name in ("model", "popularity"):
-    row = f"  {('two-tower' if name == 'model' else name):<12}"
+    row = f"  {(model_label if name == 'model' else name):<12}"
     row += "".join(f"{metrics[f'{name}/hit_rate@{k}']:>9.4f}{metrics[f'{name}/ndcg@{k}']:>9.4f}"
                    for k in ks)
     row += f"{metrics[f'{name}/sampled_hit_rate@10']:>16.4f}{metrics[f'{name}/sampled_ndcg@10']:>9.4f}"
@@ -125,7 +125,7 @@ def print_summary(config, data, wall_seconds: float, example_users: int = 3) -> 
     print(f"\nRetrieval on the held-out test split ({metrics['users_evaluated']:,} users; "
           f"full catalogue of {metrics['catalogue_size']:,} items minus each user's training "
           f"items; 'sampled' = vs 100 sampled negatives):")
-    print(metrics_table(metrics))
+    print(metrics_table(metrics, config.trainer.model))
     print(f"  ScaNN top-10 vs exact brute-force top-10: recall {metrics['scann_recall@10']:.4f}")
   ranking_metrics = latest_metrics(store, "RankingEvaluator") if config.ranking.enabled else None
   if ranking_metrics:

@@ -133,7 +133,9 @@ def _recommend(args) -> int:
                           ranking_model=args.ranking_model) as client:
       funnel = Funnel(client, catalogue, config)
       funnel.check_k(args.k)
-      results = [funnel.recommend(user, args.k, context) for user in args.user]
+      history = args.history.split(",") if args.history is not None else None
+      results = [funnel.recommend(user, args.k, context, history=history)
+                 for user in args.user]
       versions = {m: client.available_version(m) for m in (args.retrieval_model,
                                                            args.ranking_model)}
       return results, versions
@@ -188,6 +190,9 @@ def _add_recommend(sub) -> None:
                  help="context feature, e.g. hour=23 or device=tv (repeatable; "
                       "unset ones are sent as unknown)")
   p.add_argument("-k", type=int, default=10, help="items to return (default 10)")
+  p.add_argument("--history", metavar="ITEM,ITEM,...",
+                 help="recent item ids, oldest first, for a sequential retrieval model "
+                      "(sasrec, bert4rec) to read instead of the user's stored history")
   p.add_argument("--json", action="store_true", help="print JSON")
   p.add_argument("--target", help="model server host:port (default 127.0.0.1:8500; if none "
                  "answers there, --model-base is served from this process for the call)")

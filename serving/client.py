@@ -33,9 +33,10 @@ DEFAULT_TIMEOUT = 10.0  # seconds per RPC
 RETRIEVAL_MODEL = "retrieval"
 RANKING_MODEL = "ranking"
 RETRIEVAL_SIGNATURE = "recommend_with_context"
+HISTORY_SIGNATURE = "recommend_with_history"  # sequential retrieval models (sasrec, bert4rec)
 RANKING_SIGNATURE = "serving_default"
 DEFAULT_SIGNATURE = "serving_default"
-USER_ID, ITEM_ID = "user_id", "item_id"
+USER_ID, ITEM_ID, HISTORY = "user_id", "item_id", "history"
 UNKNOWN_INT = -1  # the models' "unknown" context values (trainer/export.py)
 UNKNOWN_STRING = ""
 
@@ -240,7 +241,7 @@ class PredictionClient:
 
   def context_features(self, model: str, signature: str) -> Set[str]:
     """A signature's inputs other than the ids: the context it takes (e.g. hour, device)."""
-    return set(self.signature_inputs(model, signature)) - {USER_ID, ITEM_ID}
+    return set(self.signature_inputs(model, signature)) - {USER_ID, ITEM_ID, HISTORY}
 
   def check_context(self, context: Optional[Mapping[str, object]]) -> None:
     """ValueError naming the context features neither the retrieval nor the ranking
@@ -279,12 +280,17 @@ class PredictionClient:
     return inputs
 
   def retrieve(self, user_id: str, context: Optional[Mapping[str, object]] = None,
-               k: Optional[int] = None, strict: bool = True) -> Tuple[List[str], np.ndarray]:
+               k: Optional[int] = None, strict: bool = True,
+               history: Optional[Sequence[str]] = None) -> Tuple[List[str], np.ndarray]:
     """Top candidates for one user from the retrieval model: (item_ids, scores), best
-    first. The model returns its own top_k; with k, at most the first k of them."""
-    inputs = self._request_inputs(self.retrieval_model, self.retrieval_signature, 1,
-                                  {USER_ID: [user_id]}, context, strict)
-    out = self.predict(self.retrieval_model, inputs, self.retrieval_signature)
+    first. The model returns its own top_k; with k, at most the first k of them. With
+    `history` (item ids, oldest first) a sequential model answers from it instead of the
+    user's stored history (HISTORY_SIGNATURE; other models have no such signature)."""
+    signature, given = self.retrieval_signature, {USER_ID: [user_id]}
+    if history is not None:
+      signature, given = HISTORY_SIGNATURE, {HISTORY: [list(history) or [""]]}
+    inputs = self._request_inputs(self.retrieval_model, signature, 1, given, context, strict)
+    out = self.predict(self.retrieval_model, inputs, signature)
     ids, scores = out["item_ids"][0], out["scores"][0]
     if k is not None:
       ids, scores = ids[:k], scores[:k]

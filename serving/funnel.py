@@ -19,7 +19,7 @@ seen nothing.
 """
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Dict, FrozenSet, Iterable, List, Mapping, Optional
+from typing import TYPE_CHECKING, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence
 
 from serving import rules as rule_lib
 from serving.catalogue import Catalogue
@@ -93,16 +93,20 @@ class Funnel:
 
   def recommend(self, user_id: str, k: int = 10,
                 context: Optional[Mapping[str, object]] = None,
-                seen: Optional[Iterable[str]] = None) -> Recommendation:
-    """Top k for one user. `seen` defaults to the catalogue's record of the user."""
+                seen: Optional[Iterable[str]] = None,
+                history: Optional[Sequence[str]] = None) -> Recommendation:
+    """Top k for one user. `seen` defaults to the catalogue's record of the user.
+    `history` (item ids, oldest first) is what a sequential retrieval model reads instead
+    of the user's stored history; its items count as seen."""
     self.check_k(k)
     context = dict(context or {})
     seen = self.catalogue.seen(user_id) if seen is None else frozenset(seen)
+    seen = seen | frozenset(history or ())
     started = time.perf_counter()
 
     # Each model gets the context it takes (a ranker may use fewer features).
     self.client.check_context(context)
-    item_ids, scores = self.client.retrieve(user_id, context, strict=False)
+    item_ids, scores = self.client.retrieve(user_id, context, strict=False, history=history)
     retrieval_done = time.perf_counter()
     if k > len(item_ids):
       raise FunnelError(f"k={k} exceeds the {len(item_ids)} candidates the retrieval model "

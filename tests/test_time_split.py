@@ -1,5 +1,7 @@
-"""The per-user time split and its tie-break, without running Beam."""
-from components.time_split_example_gen import assign_splits, tie_break
+"""The per-user time split, its tie-break and the history feature, without running Beam."""
+import numpy as np
+
+from components.time_split_example_gen import assign_splits, tie_break, with_history
 
 
 def _rows(user, stamps):
@@ -40,3 +42,23 @@ def test_slice_buckets():
       "new", "new", "light", "light", "regular", "regular", "heavy"]
   assert [daypart(h) for h in (0, 5, 6, 11, 12, 17, 18, 23)] == [
       "night", "night", "morning", "morning", "afternoon", "afternoon", "evening", "evening"]
+
+
+def test_history_holds_only_earlier_items_most_recent_last():
+  rows = _rows("u", [50, 10, 40, 20, 30])
+  out = list(with_history(assign_splits(rows, seed=0, min_to_hold_out=3), length=2))
+  assert [r["history"] for _, r in out] == ["", "i1", "i1|i3", "i3|i4", "i4|i2"]
+  held_out = out[-1][1]
+  assert held_out["item_id"] not in held_out["history"].split("|")
+  # length 0: no history feature at all (the two-tower pipeline does not pay for it)
+  assert all("history" not in r for _, r in with_history(assign_splits(rows, 0, 3), 0))
+
+
+def test_transform_history_window_is_left_padded_and_keeps_the_latest():
+  import trainer  # noqa: F401
+  import tensorflow as tf
+  from trainer.preprocessing import HISTORY_PAD, history_window
+  indices = tf.ragged.constant([[1, 2, 3, 4, 5], [7], []], dtype=tf.int64).to_sparse()
+  p = HISTORY_PAD
+  np.testing.assert_array_equal(history_window(indices, 3).numpy(),
+                                [[3, 4, 5], [p, p, 7], [p, p, p]])

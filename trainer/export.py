@@ -8,6 +8,12 @@ Signatures (all take raw values; Transform runs inside the model):
   item_embeddings()                           -> item_ids [N], embeddings [N, D]
   evaluate_examples(examples)                 -> ranks [batch, 2]: full-catalogue ranks of
       each serialized example's item for the model and for popularity (TFMA reads this)
+A model that reads the user's item history (sasrec, bert4rec) also has:
+  recommend_with_history(history, <context>)  -> item_ids, scores; `history` is a string
+      [batch, length] of item ids, oldest first, "" as padding (any side)
+  history_embedding(history, <context>)       -> embedding [batch, D]
+and answers the user-id signatures from each user's stored training history (the last
+`history_length` items of the train split).
 
 Context values that are unknown or absent use the feature's "unknown" value (-1 for a
 categorical int such as hour, "" for a string such as device); the model was trained
@@ -241,15 +247,45 @@ def rank_of_targets(scores: tf.Tensor, target: tf.Tensor, excluded: tf.Tensor) -
   return tf.where(in_catalogue, rank, tf.cast(num_items, tf.int64))
 
 
+class HistoryTable(tf.Module):
+  """Each known user's recent item ids (oldest first); unknown users get none."""
+
+  def __init__(self, histories: Dict[str, List[str]]):
+    super().__init__()
+    users = sorted(histories)
+    self.user_row = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(users or [""], tf.string),
+                                            tf.range(max(len(users), 1), dtype=tf.int64)),
+        default_value=len(users))
+    lists = [histories[u] for u in users] + [[]]
+    self.values = tf.Variable(tf.constant([i for items in lists for i in items], tf.string),
+                              trainable=False, name="history_values")
+    self.splits = tf.Variable(np.cumsum([0] + [len(items) for items in lists]),
+                              dtype=tf.int64, trainable=False, name="history_splits")
+
+  def lookup(self, user_id: tf.Tensor) -> tf.SparseTensor:
+    ragged = tf.RaggedTensor.from_row_splits(self.values, self.splits)
+    return tf.gather(ragged, self.user_row.lookup(user_id)).to_sparse()
+
+
+def history_from_request(history: tf.Tensor) -> tf.SparseTensor:
+  """A [batch, length] string matrix, "" as padding on either side, -> the raw sparse
+  history (each row's items packed to the left, order kept)."""
+  return tf.ragged.boolean_mask(history, tf.not_equal(history, "")).to_sparse()
+
+
 class RetrievalModule(RawFeatureModule):
   """What gets saved: the Transform layer, the query tower, the user feature tables, the
   catalogue embeddings and the ScaNN index."""
 
   def __init__(self, tf_transform_output: tft.TFTransformOutput, model, all_features,
                items: pd.DataFrame, users: Optional[pd.DataFrame], top_k: int,
-               interactions: TrainingInteractions, with_index: bool = True):
+               interactions: TrainingInteractions,
+               histories: Optional[Dict[str, List[str]]] = None, with_index: bool = True):
     super().__init__(tf_transform_output, all_features, users)
     self.query_tower = model.query_tower
+    # Only a model that reads history (trainer/retrieval_models.py) comes with histories.
+    self.histories = HistoryTable(histories) if histories is not None else None
     item_features = feats.candidate_features(all_features)
     raw_items = catalogue_raw_features(items, self.raw_spec, item_features)
     transformed = self.tft_layer(raw_batch(self.raw_spec, raw_items, len(items)))
@@ -271,25 +307,28 @@ class RetrievalModule(RawFeatureModule):
         default_value=len(catalogue_ids))
     self.evaluation = EvaluationTables(catalogue_ids, interactions)
 
-  def evaluate(self, user_id, item_id, context) -> Dict[str, tf.Tensor]:
+  def evaluate(self, user_id, item_id, context, history=None) -> Dict[str, tf.Tensor]:
     """Full-catalogue ranks of the held-out items, for the model and for popularity:
     ranks [batch, 2] = (model rank, popularity rank), each 0-based among all catalogue
     items minus the user's training items."""
     num_items = int(self.item_embedding_table.shape[0])
-    scores = tf.matmul(self._embed_query(user_id, context), self.item_embedding_table,
-                       transpose_b=True)
+    scores = tf.matmul(self._embed_query(user_id, context, history),
+                       self.item_embedding_table, transpose_b=True)
     target = self.item_row.lookup(item_id)
     seen = self.evaluation.seen_mask(user_id, num_items)
     popularity = tf.tile(self.evaluation.popularity[None, :], [tf.size(user_id), 1])
     ranks = [rank_of_targets(scores, target, seen), rank_of_targets(popularity, target, seen)]
     return {"ranks": tf.cast(tf.stack(ranks, axis=1), tf.float32)}
 
-  def _embed_query(self, user_id: tf.Tensor, context: Dict[str, tf.Tensor]) -> tf.Tensor:
-    transformed = self.transform({feats.USER_ID: user_id, **context})
-    return self.query_tower(transformed, training=False)
+  def _embed_query(self, user_id: tf.Tensor, context: Dict[str, tf.Tensor],
+                   history: Optional[tf.SparseTensor] = None) -> tf.Tensor:
+    provided = {feats.USER_ID: user_id, **context}
+    if self.histories is not None:
+      provided[feats.HISTORY] = self.histories.lookup(user_id) if history is None else history
+    return self.query_tower(self.transform(provided), training=False)
 
-  def _top_k(self, user_id, context):
-    scores, ids = self.index(self._embed_query(user_id, context))
+  def _top_k(self, user_id, context, history=None):
+    scores, ids = self.index(self._embed_query(user_id, context, history))
     return {"item_ids": ids, "scores": scores}
 
   def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
@@ -316,22 +355,45 @@ class RetrievalModule(RawFeatureModule):
 
     parse_spec = {name: self.raw_spec[name] for name in [feats.USER_ID, feats.ITEM_ID]
                   + context_names}
+    if self.histories is not None:
+      parse_spec[feats.HISTORY] = self.raw_spec[feats.HISTORY]
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def evaluate_examples(examples):
+      # A held-out example's own history: the items before it (never itself).
       parsed = tf.io.parse_example(examples, parse_spec)
+      history = parsed.pop(feats.HISTORY, None)
       flat = {name: tf.reshape(x, [-1]) for name, x in parsed.items()}
       return self.evaluate(flat[feats.USER_ID], flat[feats.ITEM_ID],
-                           {name: flat[name] for name in context_names})
+                           {name: flat[name] for name in context_names}, history)
+
+    history_spec = tf.TensorSpec([None, None], tf.string, name=feats.HISTORY)
+
+    def no_user(history):  # history requests name no user: user features fall back
+      return tf.fill([tf.shape(history)[0]], "")
+
+    @tf.function(input_signature=[history_spec] + context_specs)
+    def recommend_with_history(history, *context):
+      return self._top_k(no_user(history), dict(zip(context_names, context)),
+                         history_from_request(history))
+
+    @tf.function(input_signature=[history_spec] + context_specs)
+    def history_embedding(history, *context):
+      return {"embedding": self._embed_query(no_user(history), dict(zip(context_names, context)),
+                                             history_from_request(history))}
 
     signatures = {
         "query_embedding": query_embedding.get_concrete_function(),
         "item_embeddings": item_embeddings.get_concrete_function(),
         "evaluate_examples": evaluate_examples.get_concrete_function(),
     }
+    if self.histories is not None:
+      signatures["history_embedding"] = history_embedding.get_concrete_function()
     if self.index is not None:
       signatures["serving_default"] = serving_default.get_concrete_function()
       signatures["recommend_with_context"] = recommend_with_context.get_concrete_function()
+      if self.histories is not None:
+        signatures["recommend_with_history"] = recommend_with_history.get_concrete_function()
     return signatures
 
 
@@ -394,15 +456,17 @@ def save(module, path: str):
 
 def export_retrieval_model(serving_dir: str, eval_dir: str, tf_transform_output, model,
                            all_features, items: pd.DataFrame, users: Optional[pd.DataFrame],
-                           top_k: int, interactions: TrainingInteractions):
+                           top_k: int, interactions: TrainingInteractions,
+                           histories: Optional[Dict[str, List[str]]] = None):
   """Two SavedModels: the serving one (with the ScaNN index) and, for TFMA, the same model
   without the index (TFMA's Beam workers load models without ScaNN's ops registered;
-  TFX's Evaluator reads <model>/Format-TFMA when it exists)."""
+  TFX's Evaluator reads <model>/Format-TFMA when it exists). `histories` (user id ->
+  recent item ids) only for a model that reads history."""
   module = RetrievalModule(tf_transform_output, model, all_features, items, users, top_k,
-                           interactions)
+                           interactions, histories)
   save(module, serving_dir)
   save(RetrievalModule(tf_transform_output, model, all_features, items, users, top_k,
-                       interactions, with_index=False), eval_dir)
+                       interactions, histories, with_index=False), eval_dir)
   return module
 
 

@@ -1,13 +1,17 @@
 """Features, named once: what each schema feature is and how it is encoded.
 
 The curated schema (schema/<name>/schema.pbtxt) is the single source of truth. Each
-feature carries a role tag (`role:user`, `role:item`, `role:context`, `role:label`,
-`role:rating`, `role:time`) and its type tells the encoding:
+feature carries a role tag (`role:user`, `role:item`, `role:context`, `role:history`,
+`role:label`, `role:rating`, `role:time`) and its type tells the encoding:
 
     BYTES, one value          -> "vocab":     vocabulary index (Transform), embedded
     BYTES, many values        -> "multi":     vocabulary indices (sparse), mean-pooled
     INT with categorical domain -> "int_cat": the integer itself, embedded (e.g. hour 0..23)
     INT / FLOAT otherwise     -> "numeric":   z-scored float
+
+A `role:history` feature (the user's earlier item ids, oldest first) is encoded
+"history": item-vocabulary indices in a fixed window of the most recent items, read only
+by the sequential retrieval models (trainer/sequential_model.py).
 
 Labels, ratings and timestamps pass through Transform unchanged and never feed a tower.
 Slice features (computed by TimeSplitExampleGen: item popularity, user activity, daypart
@@ -24,7 +28,8 @@ ITEM_ID = "item_id"
 TIMESTAMP = "timestamp"
 LABEL = "label"
 
-ROLES = ("user", "item", "context", "label", "rating", "time", "slice")
+ROLES = ("user", "item", "context", "history", "label", "rating", "time", "slice")
+HISTORY = "history"
 TOWER_ROLES = ("user", "item", "context")
 
 
@@ -32,7 +37,7 @@ TOWER_ROLES = ("user", "item", "context")
 class Feature:
   name: str
   role: str
-  encoding: str  # vocab | multi | int_cat | numeric | passthrough | slice
+  encoding: str  # vocab | multi | int_cat | numeric | history | passthrough | slice
   dtype: str  # raw tf.Example type: "string" | "int64" | "float32"
   cardinality: Optional[int] = None  # int_cat only: max + 1 (one more is the "unknown" bucket)
 
@@ -59,6 +64,8 @@ def _encoding(feature: schema_pb2.Feature, role: str) -> str:
     return "passthrough"
   if role == "slice":
     return "slice"
+  if role == "history":
+    return "history"
   if feature.type == schema_pb2.BYTES:
     return "vocab" if feature.HasField("shape") else "multi"
   if feature.type == schema_pb2.INT and feature.int_domain.is_categorical:
@@ -96,6 +103,12 @@ def by_role(features: List[Feature], *roles: str) -> List[Feature]:
 def query_features(features: List[Feature]) -> List[Feature]:
   """Features the query tower sees: the user's own and the request context."""
   return by_role(features, "user", "context")
+
+
+def history_feature(features: List[Feature]) -> Optional[Feature]:
+  """The schema's item-history feature, if it has one."""
+  found = by_role(features, "history")
+  return found[0] if found else None
 
 
 def candidate_features(features: List[Feature]) -> List[Feature]:

@@ -13,6 +13,7 @@ from trainer import features as feats
 
 # One OOV bucket per vocabulary: index == vocabulary size means "unseen".
 NUM_OOV_BUCKETS = 1
+HISTORY_PAD = -1  # a window slot with no item (the user had fewer earlier items)
 
 
 def _dense(x):
@@ -38,7 +39,32 @@ def encode(feature: feats.Feature, x):
   return _dense(x)  # passthrough: label, rating, timestamp
 
 
+def history_window(item_indices: tf.SparseTensor, length: int) -> tf.Tensor:
+  """Each row's last `length` indices, oldest first, LEFT-padded with HISTORY_PAD:
+  [batch, length], the most recent item in the last column."""
+  ragged = tf.RaggedTensor.from_sparse(item_indices)
+  lengths = tf.minimum(ragged.row_lengths(), length)
+  recent = ragged[:, -length:] if length else ragged
+  right_padded = recent.to_tensor(default_value=HISTORY_PAD, shape=[None, length])
+  # Shift each row right by its padding: slot j takes item j - (length - row length).
+  source = tf.range(length, dtype=tf.int64)[None, :] - (length - lengths)[:, None]
+  shifted = tf.gather(right_padded, tf.maximum(source, 0), batch_dims=1)
+  return tf.where(source >= 0, shifted, tf.constant(HISTORY_PAD, tf.int64))
+
+
 def preprocessing_fn(inputs: Dict[str, Any], custom_config: Dict[str, Any]) -> Dict[str, Any]:
   features = feats.load_features(custom_config["schema_file"])
-  return {f.name: encode(f, inputs[f.name]) for f in features
-          if f.name in inputs and f.encoding != "slice"}
+  history = feats.history_feature(features)
+  # Without a model that reads it, history is not worth a column per example.
+  history_length = int(custom_config.get("history_length", 0)) if history else 0
+  out = {f.name: encode(f, inputs[f.name]) for f in features
+         if f.name in inputs and f.encoding not in ("slice", "history")
+         and not (history_length and f.name == feats.ITEM_ID)}
+  if history_length:
+    # One item vocabulary (from item_id on the train split) indexes the history too.
+    item = _dense(inputs[feats.ITEM_ID])
+    vocab = tft.vocabulary(item, vocab_filename=feats.ITEM_ID)
+    out[feats.ITEM_ID] = tft.apply_vocabulary(item, vocab, num_oov_buckets=NUM_OOV_BUCKETS)
+    indices = tft.apply_vocabulary(inputs[history.name], vocab, num_oov_buckets=NUM_OOV_BUCKETS)
+    out[history.name] = history_window(indices, history_length)
+  return out

@@ -1,9 +1,11 @@
-"""Trainer entry point (`run_fn`): train the two-tower model on Transform's output and
-export the serving SavedModel with its ScaNN index.
+"""Trainer entry point (`run_fn`): train the retrieval model the config names
+(`model`: two_tower, or mf / lightgcn / sasrec / bert4rec from trainer/retrieval_models.py)
+on Transform's output and export the serving SavedModel with its ScaNN index.
 
 Knobs arrive in the Trainer's custom_config (set from the pipeline config file):
 epochs, batch_size, learning_rate, embedding_dim, output_dim, temperature,
-unknown_rate, top_k, seed and data_dir (the canonical data directory, whose
+unknown_rate, top_k (two_tower); model_args (the other models' own knobs) and
+history_length (sasrec, bert4rec); seed and data_dir (the canonical data directory, whose
 items.csv is the catalogue the index covers and users.csv the user-feature table).
 train_steps, when set, replaces epochs with a step count; 0 trains nothing (a
 deliberately untrained model, useful to prove that validation gates a push). It lives
@@ -11,7 +13,7 @@ in custom_config because TFX reads TrainArgs.num_steps=0 as "unset".
 """
 import json
 import os
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -20,9 +22,11 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from components.ingest import dataset as canonical
+from leaderboard import protocol
 from serving import warmup
 from trainer import export
 from trainer import features as feats
+from trainer import retrieval_models
 from trainer.model import ModelConfig, TwoTowerModel
 from trainer.preprocessing import NUM_OOV_BUCKETS
 
@@ -58,11 +62,13 @@ def training_pairs(dataset, tf_transform_output) -> Tuple[np.ndarray, np.ndarray
   return np.concatenate(users), np.concatenate(items)
 
 
+def vocabulary(tf_transform_output, name: str) -> List[str]:
+  return [v.decode() for v in tf_transform_output.vocabulary_by_name(name)]
+
+
 def as_ids(indices: np.ndarray, tf_transform_output, name: str) -> np.ndarray:
   """Vocabulary indices back to raw id strings."""
-  vocabulary = np.array([v.decode() for v in tf_transform_output.vocabulary_by_name(name)],
-                        dtype=object)
-  return vocabulary[indices]
+  return np.array(vocabulary(tf_transform_output, name), dtype=object)[indices]
 
 
 def model_config(config: Dict[str, Any]) -> ModelConfig:
@@ -90,29 +96,49 @@ def run_fn(fn_args: tfx.components.FnArgs):
   # How often each item index occurs in training, for the logQ correction.
   counts = np.bincount(item_index, minlength=vocab_sizes[feats.ITEM_ID] + NUM_OOV_BUCKETS)
 
-  cfg = model_config(config)
-  model = TwoTowerModel(all_features, vocab_sizes, counts, cfg)
-  model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=cfg.learning_rate))
-
-  steps = config.get("train_steps")
-  history = {}
-  if steps == 0:
-    print("Trainer: train_steps=0, exporting an untrained model", flush=True)
-    model.compute_loss(next(iter(train)))  # builds the weights
-  else:
-    train_input = train.repeat().take(int(steps)) if steps else train
-    result = model.fit(train_input, epochs=1 if steps else epochs, validation_data=evaluation,
-                       verbose=2)
-    history = {k: [float(v) for v in vals] for k, vals in result.history.items()}
-
   data_dir = config["data_dir"]
   data = canonical.read_canonical(data_dir)
+  name = config.get("model", "two_tower")
+  steps = config.get("train_steps")
+  history = {}
+  histories = None
+  if name == "two_tower":
+    cfg = model_config(config)
+    model = TwoTowerModel(all_features, vocab_sizes, counts, cfg)
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=cfg.learning_rate))
+    if steps == 0:
+      print("Trainer: train_steps=0, exporting an untrained model", flush=True)
+      model.compute_loss(next(iter(train)))  # builds the weights
+    else:
+      train_input = train.repeat().take(int(steps)) if steps else train
+      result = model.fit(train_input, epochs=1 if steps else epochs,
+                         validation_data=evaluation, verbose=2)
+      history = {k: [float(v) for v in vals] for k, vals in result.history.items()}
+    model_settings = cfg.__dict__
+  else:
+    # The same train split, indexed by Transform's vocabularies (leaderboard/protocol.py).
+    split = protocol.make_split(
+        data, seed=seed, min_to_hold_out=int(config.get("min_interactions_to_hold_out", 3)),
+        fit_splits=("train",),
+        vocabularies=(vocabulary(tf_transform_output, feats.USER_ID),
+                      vocabulary(tf_transform_output, feats.ITEM_ID)))
+    history_length = int(config.get("history_length", 50))
+    if steps == 0:
+      print(f"Trainer: train_steps=0, exporting an untrained {name}", flush=True)
+    model, fitted = retrieval_models.train(name, split, config.get("model_args") or {},
+                                           history_length, seed,
+                                           epochs_override=0 if steps == 0 else None)
+    history = {"loss": list(fitted.loss_history)}
+    model_settings = {"model": name, **(config.get("model_args") or {})}
+    if name in retrieval_models.SEQUENTIAL:
+      histories = retrieval_models.recent_histories(split, history_length)
+
   interactions = export.TrainingInteractions(
       as_ids(user_index, tf_transform_output, feats.USER_ID),
       as_ids(item_index, tf_transform_output, feats.ITEM_ID))
   module = export.export_retrieval_model(fn_args.serving_model_dir, fn_args.eval_model_dir,
                                          tf_transform_output, model, all_features, data.items,
-                                         data.users, top_k, interactions)
+                                         data.users, top_k, interactions, histories)
   # TF Serving's warm-up file: replayed before a version serves, so the first user
   # request does not pay for graph initialisation.
   users = data.interactions[feats.USER_ID].value_counts().index[:3].tolist()
@@ -123,4 +149,4 @@ def run_fn(fn_args: tfx.components.FnArgs):
   with open(os.path.join(fn_args.model_run_dir, "training.json"), "w") as f:
     json.dump({"history": history, "item_vocabulary_size": vocab_sizes[feats.ITEM_ID],
                "catalogue_size": len(data.items), "scann": module.config,
-               "model_config": cfg.__dict__}, f, indent=2, default=list)
+               "model": name, "model_config": model_settings}, f, indent=2, default=list)
