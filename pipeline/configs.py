@@ -83,6 +83,9 @@ class ValidationConfig:
   max_regression: Dict[str, float] = dataclasses.field(
       default_factory=lambda: {"hit_rate@10": 0.01, "ndcg@10": 0.01})  # vs last blessed
   ranking_negatives: int = 20  # sampled negatives per held-out positive for the ranker's TFMA
+  # The ranker's TFMA sees a seeded sample of this many held-out users (0 = all): its
+  # per-user metrics hold every example in memory (components/ranking_eval_examples.py).
+  ranking_max_users: int = 10_000
   min_ranking_auc: float = 0.6  # an untrained ranker scores about 0.5
   max_ranking_auc_regression: float = 0.01
 
@@ -193,6 +196,8 @@ def validate(config: PipelineConfig, where: str) -> None:
       (0 <= t.unknown_rate < 1, f"trainer.unknown_rate must be in [0, 1), got {t.unknown_rate}"),
       (config.synthetic_interactions >= 1000,
        f"synthetic_interactions must be >= 1000, got {config.synthetic_interactions}"),
+      (config.validation.ranking_max_users >= 0,
+       f"validation.ranking_max_users must be >= 0, got {config.validation.ranking_max_users}"),
       (config.min_interactions_to_hold_out >= 3,
        f"min_interactions_to_hold_out must be >= 3 (train, eval, test), got "
        f"{config.min_interactions_to_hold_out}"),

@@ -136,7 +136,8 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
     ranking_examples = RankingEvalExamples(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         data_dir=data_dir, negatives=config.validation.ranking_negatives,
-        sampling=config.ranking.negative_sampling, seed=config.seed)
+        sampling=config.ranking.negative_sampling, seed=config.seed,
+        max_users=config.validation.ranking_max_users)
     components += [ranking_trainer, ranking_evaluator, ranking_examples]
     components += _validate_and_push(
         "Ranking", ranking_trainer, ranking_examples.outputs["ranking_examples"],
