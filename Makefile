@@ -29,16 +29,21 @@ serve: setup
 recommend: setup
 	$(VENV)/bin/recsys recommend --user $(or $(USER_ID),u0) --data-dir runs/demo/data/synthetic
 
-# Serving latency/throughput (needs `make demo` first). BENCH_ARGS=--quick for ~1 minute.
+# Benchmarks (BENCHMARKS.md has the latest figures): ScaNN vs brute force, the training
+# input, pipeline scaling, serving latency. The training-input and serving benchmarks read
+# what `make demo` leaves (runs/demo, serving_models). BENCH_ARGS=--quick: small sizes.
 bench: setup
+	$(PY) bench/scann_index.py $(BENCH_ARGS)
+	$(PY) bench/training_input.py $(BENCH_ARGS)
+	$(PY) bench/pipeline_scaling.py $(BENCH_ARGS)
 	$(PY) bench/serving.py --model-base serving_models --data-dir runs/demo/data/synthetic $(BENCH_ARGS)
 
 test: setup
 	$(VENV)/bin/pytest -q tests
 
-# Everything but the end-to-end pipeline runs.
+# Everything but the end-to-end pipeline runs and the full leaderboard.
 test-fast: setup
-	$(VENV)/bin/pytest -q -m "not e2e" tests
+	$(VENV)/bin/pytest -q -m "not e2e and not slow" tests
 
 clean:
 	rm -rf runs serving_models

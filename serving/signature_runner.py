@@ -50,9 +50,10 @@ def run_predict(servable, request: predict_pb2.PredictRequest,
 
 
 def as_proto_field(value: tf.Tensor) -> tensor_pb2.TensorProto:
-  field = _VALUE_FIELDS.get(value.dtype)
-  if field is None:  # strings (string_val either way) and rare types (half, complex, ...)
+  field = "string_val" if value.dtype == tf.string else _VALUE_FIELDS.get(value.dtype)
+  if field is None:  # rare types (half, complex, ...)
     return tf.make_tensor_proto(value.numpy(), dtype=value.dtype)
+  # Filling the repeated field directly: tf.make_tensor_proto costs ~10x more per call.
   proto = tensor_pb2.TensorProto(dtype=value.dtype.as_datatype_enum,
                                  tensor_shape=value.shape.as_proto())
   getattr(proto, field).extend(value.numpy().ravel())

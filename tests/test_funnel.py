@@ -148,8 +148,9 @@ class FakeClient:
     if "weather" in (context or {}):
       raise ValueError("context feature(s) ['weather'] are not inputs of the models")
 
-  def retrieve(self, user_id, context=None, k=None, strict=True):
+  def retrieve(self, user_id, context=None, k=None, strict=True, history=None):
     self.calls.append(("retrieve", user_id, dict(context or {})))
+    self.history = history
     item_ids = [f"i{n}" for n in range(self.top_k)]
     return item_ids, [1.0 - n / 100 for n in range(self.top_k)]
 
@@ -209,6 +210,14 @@ def test_explicit_seen_set_replaces_the_catalogues():
   assert ids(rec.items) == ["i2", "i1", "i0"]
 
 
+def test_history_goes_to_retrieval_and_its_items_count_as_seen():
+  client = FakeClient(top_k=5)
+  rec = Funnel(client, funnel_catalogue(5)).recommend("u1", k=3, seen=set(),
+                                                       history=["i4", "i2"])
+  assert client.history == ["i4", "i2"]
+  assert ids(rec.items) == ["i3", "i1", "i0"]
+
+
 def test_cold_start_user_gets_recommendations():
   client = FakeClient()
   rec = Funnel(client, funnel_catalogue()).recommend("never-seen-before", k=10)
@@ -223,7 +232,7 @@ def test_user_who_saw_everything_gets_an_empty_list_not_an_error():
 
 def test_duplicate_and_empty_candidate_ids_are_dropped():
   class Repeating(FakeClient):
-    def retrieve(self, user_id, context=None, k=None, strict=True):
+    def retrieve(self, user_id, context=None, k=None, strict=True, history=None):
       return ["a", "b", "a", "", "c"], [.9, .8, .7, .6, .5]
 
   funnel = Funnel(Repeating(ranking={"a": .1, "b": .2, "c": .3}))

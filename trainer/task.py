@@ -11,6 +11,7 @@ train_steps, when set, replaces epochs with a step count; 0 trains nothing (a
 deliberately untrained model, useful to prove that validation gates a push). It lives
 in custom_config because TFX reads TrainArgs.num_steps=0 as "unset".
 """
+import gc
 import json
 import os
 from typing import Any, Dict, List, Tuple
@@ -40,12 +41,26 @@ SHUFFLE_BUFFER = 250_000
 
 def transformed_dataset(fn_args, files, tf_transform_output, batch_size: int, shuffle: bool,
                         seed: int):
-  return fn_args.data_accessor.tf_dataset_factory(
-      files,
-      tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle=shuffle,
-                                     shuffle_buffer_size=SHUFFLE_BUFFER, shuffle_seed=seed,
-                                     num_epochs=1),
-      tf_transform_output.transformed_metadata.schema).prefetch(tf.data.AUTOTUNE)
+  """Transform's output (`files`: patterns of its tf.Example TFRecords) as batches of
+  transformed features, one pass per iteration of the dataset.
+
+  Read with tf.data directly rather than through fn_args.data_accessor (TFXIO), which
+  decompresses and parses every record again on every pass, parsing on one thread. Here
+  the serialized records stay in memory after the first pass (a few hundred bytes per
+  example), are shuffled over the whole split each pass, and are parsed a batch at a
+  time in parallel: the same tensors, faster (bench/training_input.py).
+  """
+  del fn_args  # the callers' signature; the files are read directly
+  names = sorted(name for pattern in files for name in tf.io.gfile.glob(pattern))
+  compression = "GZIP" if all(name.endswith(".gz") for name in names) else ""
+  records = tf.data.TFRecordDataset(names, compression,
+                                    num_parallel_reads=tf.data.AUTOTUNE).cache()
+  if shuffle:
+    records = records.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+  spec = tf_transform_output.transformed_feature_spec()
+  return records.batch(batch_size).map(lambda batch: tf.io.parse_example(batch, spec),
+                                       num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+                                           tf.data.AUTOTUNE)
 
 
 def vocabulary_sizes(tf_transform_output, features) -> Dict[str, int]:
@@ -150,3 +165,6 @@ def run_fn(fn_args: tfx.components.FnArgs):
     json.dump({"history": history, "item_vocabulary_size": vocab_sizes[feats.ITEM_ID],
                "catalogue_size": len(data.items), "scann": module.config,
                "model": name, "model_config": model_settings}, f, indent=2, default=list)
+  # The training step functions live in reference cycles; freed at interpreter exit
+  # instead, TensorFlow prints a traceback for each of them.
+  gc.collect()
