@@ -20,7 +20,6 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
-from tfx_bsl.public import tfxio
 
 from components.ingest import dataset as canonical
 from leaderboard import protocol
