@@ -78,8 +78,8 @@ def test_sasrec_is_validated_pushed_and_beats_popularity(run):
   metrics = summary["metrics"]
   assert summary["pushed_model"], "a blessed model is pushed"
   assert os.path.isdir(summary["pushed_model"])
-  # Measured on this run: sasrec HR@10 ~0.30 vs popularity ~0.15 (the example's own history
-  # is the query); a margin of 0.05 is far from noise on 1,000 held-out users.
+  # Measured on this data (30 epochs, history 50): sasrec HR@10 0.30 vs popularity 0.15,
+  # the example's own history as the query; 0.05 is far from noise on 1,000 held-out users.
   assert metrics["model/hit_rate@10"] > metrics["popularity/hit_rate@10"] + 0.05
   assert metrics["scann_recall@10"] >= 0.95
 
@@ -105,8 +105,7 @@ def test_history_request_follows_the_planted_series(run, model):
       device=tf.fill([len(pairs)], ""))
   top10 = [[i.decode() for i in row[:10]] for row in out["item_ids"].numpy()]
   hits = np.mean([nxt in row for (_, nxt), row in zip(pairs, top10)])
-  # Measured: most next episodes are in the top 10 after one episode; popularity alone
-  # would rank a random episode there ~10/750 of the time.
+  # Popularity alone would put a given episode in the top 10 about 10/750 of the time.
   assert hits >= 0.5, hits
 
 
