@@ -8,6 +8,7 @@ CPU is affordable up to some 10-20K items and learns faster than sampled negativ
 """
 from __future__ import annotations
 
+import abc
 import time
 from typing import List
 
@@ -54,15 +55,17 @@ class _Sequential(Recommender):
     self.encoder = None
     self.loss_history: List[float] = []
 
+  @abc.abstractmethod
   def _encoder(self, num_items: int):
-    raise NotImplementedError
+    """The model's encoder layer over `num_items` items."""
 
+  @abc.abstractmethod
   def _batch(self, window: np.ndarray, rng: np.random.Generator):
     """(inputs, targets) for a batch of windows: targets == PAD where not trained."""
-    raise NotImplementedError
 
+  @abc.abstractmethod
   def _windows(self, split: Split) -> np.ndarray:
-    raise NotImplementedError
+    """The training windows of the split's fit sequences."""
 
   def fit(self, split: Split, seed: int = 0) -> None:
     tf.keras.utils.set_random_seed(seed)

@@ -26,24 +26,21 @@ from leaderboard import protocol
 from trainer import features as feats
 from trainer.preprocessing import HISTORY_PAD
 
-MODELS = {
-    "mf": ("leaderboard.factorization", "MatrixFactorization"),
-    "lightgcn": ("leaderboard.factorization", "LightGCN"),
-    "sasrec": ("leaderboard.sequential", "SASRec"),
-    "bert4rec": ("leaderboard.sequential", "BERT4Rec"),
-}
 SEQUENTIAL = ("sasrec", "bert4rec")
 
 
 def model_class(name: str):
+  """The leaderboard's class for `name` (leaderboard/run.py MODELS)."""
   import importlib
+  from leaderboard.run import MODELS
   module, cls = MODELS[name]
   return getattr(importlib.import_module(module), cls)
 
 
 def check_args(name: str, args: Dict[str, Any]) -> None:
   """Raises ValueError naming the keys `name`'s constructor does not take."""
-  accepted = set(inspect.signature(model_class(name)).parameters) - {"verbose"}
+  # max_len is trainer.history_length, the window Transform builds.
+  accepted = set(inspect.signature(model_class(name)).parameters) - {"verbose", "max_len"}
   unknown = sorted(set(args) - accepted)
   if unknown:
     raise ValueError(f"trainer.model_args: {name} has no parameter(s) {unknown}; allowed: "
