@@ -4,6 +4,7 @@ synthetic world.
 
     python bench/pipeline_scaling.py [--sizes 100000,1000000,5000000] [--quick]
                                      [--out /tmp/scale] [--json out.json [--resume]]
+                                     [--max-gib 20]
 
 Each size runs `recsys run --config configs/demo.yaml` (with `ranking: {epochs: 1}` and
 `--epochs 1`, so both trainers do a fixed amount of work per example) as a subprocess in a
@@ -77,8 +78,18 @@ def tree_rss(process: psutil.Process) -> int:
   return total
 
 
-def run_size(n: int, out: str, config_path: str) -> Dict[str, object]:
-  """One pipeline run at n interactions: seconds and peak GiB per stage, load averages."""
+def kill_tree(process: psutil.Process) -> None:
+  for member in process.children(recursive=True) + [process]:
+    try:
+      member.kill()
+    except psutil.NoSuchProcess:
+      pass
+
+
+def run_size(n: int, out: str, config_path: str, max_gib: float) -> Dict[str, object]:
+  """One pipeline run at n interactions: seconds and peak GiB per stage, load averages.
+  A run whose memory passes max_gib is killed (before the machine starts to thrash) and
+  reported with the stage it was in."""
   root = os.path.join(out, str(n))
   shutil.rmtree(root, ignore_errors=True)
   os.makedirs(root)
@@ -118,6 +129,13 @@ def run_size(n: int, out: str, config_path: str) -> Dict[str, object]:
       rss, stage = tree_rss(watched), state["stage"]
       peak[stage] = max(peak.get(stage, 0), rss)
       peak["total"] = max(peak.get("total", 0), rss)
+      if rss > max_gib * GIB:
+        kill_tree(watched)
+        process.wait()
+        sys.exit(f"error: the pipeline at {n:,} interactions passed --max-gib {max_gib:g} "
+                 f"({rss / GIB:.1f} GiB) in {stage} after {time.monotonic() - start:.0f}s and "
+                 f"was stopped; peaks so far: "
+                 + ", ".join(f"{k} {v / GIB:.2f}" for k, v in peak.items()) + f"; log {log_path}")
       if time.monotonic() - last_load > 10:
         loads.append(os.getloadavg())
         last_load = time.monotonic()
@@ -218,6 +236,8 @@ def main(argv=None) -> int:
   parser.add_argument("--quick", action="store_true", help="sizes 20000,100000")
   parser.add_argument("--out", default="/tmp/scale", help="pipeline roots and logs go here")
   parser.add_argument("--json", help="also write the runs here")
+  parser.add_argument("--max-gib", type=float, default=20.0,
+                      help="stop a run whose memory passes this many GiB (default 20)")
   parser.add_argument("--resume", action="store_true",
                       help="keep the runs already in --json and run only the other sizes")
   args = parser.parse_args(argv)
@@ -230,7 +250,7 @@ def main(argv=None) -> int:
       runs = [run for run in json.load(f) if run["n"] in sizes]
   for n in [n for n in sizes if n not in {run["n"] for run in runs}]:
     print(f"{n:,} interactions ... (load avg {os.getloadavg()[0]:.2f})", flush=True)
-    run = run_size(n, args.out, config_path)
+    run = run_size(n, args.out, config_path, args.max_gib)
     print(f"  total {run['seconds']['total']:.0f}s, peak {run['peak_gib']['total']:.2f} GiB, "
           f"load avg mean {run['load_1min_mean']:.2f}", flush=True)
     runs.append(run)

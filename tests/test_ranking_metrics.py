@@ -1,7 +1,9 @@
 """The NumPy reference metrics, checked by hand-computed cases."""
 import numpy as np
+import tensorflow as tf
 
 from components import ranking_metrics as rm
+from components import retrieval_evaluator
 
 
 def test_hit_rate_and_ndcg_from_ranks():
@@ -33,3 +35,25 @@ def test_sampled_negatives_avoid_seen_items():
   assert len(negatives) == 100 and len(set(negatives)) == 100
   assert not {1, 2, 3} & set(negatives.tolist())
   assert len(rm.sampled_negatives(50, set(range(10)), rng)) == 40
+
+
+
+def test_scann_recall_is_computed_in_row_slices_and_counts_overlap():
+  rng = np.random.default_rng(1)
+  queries = rng.normal(size=(retrieval_evaluator.BATCH * 2 + 7, 8)).astype(np.float32)
+  items = rng.normal(size=(50, 8)).astype(np.float32)
+  item_ids = np.array([f"i{i}".encode() for i in range(50)], dtype=object)
+  order = np.argsort(-(queries @ items.T), axis=1)
+  best, worst = order[:, :10], order[:, -10:]
+
+  def returning(found):  # stands in for the ScaNN top-K signature, called per row slice
+    return lambda row: {"item_ids": tf.constant(item_ids[found[row.numpy()]])}
+
+  inputs = {"row": np.arange(len(queries))}
+  names = [b.decode() for b in item_ids]
+  recall = lambda found: retrieval_evaluator.scann_recall_at_10(
+      returning(found), inputs, queries, items, names)
+  assert recall(best) == 1.0
+  assert recall(worst) == 0.0
+  assert recall(np.concatenate([best[:, :4], worst[:, :6]], axis=1)) == 0.4
+  assert sorted(retrieval_evaluator.top_indices(queries @ items.T, 10)[5]) == sorted(best[5])
