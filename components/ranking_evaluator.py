@@ -16,8 +16,8 @@ from tfx import v1 as tfx
 from tfx.utils import io_utils, path_utils
 
 from components import ranking_metrics as rm
-from components.retrieval_evaluator import (call_in_batches, held_out_frame, read_split,
-                                            record_metrics)
+from components.retrieval_evaluator import (BATCH, call_in_batches, held_out_frame,
+                                            read_split, record_metrics)
 from trainer import export
 from trainer import features as feats
 
@@ -56,7 +56,6 @@ def evaluate(retrieval_dir: str, ranking_dir: str, train: pd.DataFrame, test: pd
 
   query_inputs = {feats.USER_ID: test[feats.USER_ID].to_numpy().astype(object),
                   **{c: test[c].to_numpy() for c in context}}
-  queries = call_in_batches(retrieval.signatures["query_embedding"], query_inputs, "embedding")
   retrieved = call_in_batches(retrieval.signatures["recommend_with_context"], query_inputs,
                               "item_ids")
 
@@ -72,6 +71,7 @@ def evaluate(retrieval_dir: str, ranking_dir: str, train: pd.DataFrame, test: pd
     candidate_lists["rerank"].append(
         np.array([target[row]] + others) if target[row] in top else None)
 
+  retrieval_scores = score_candidates(retrieval, query_inputs, item_emb, candidate_lists)
   metrics = {"users_evaluated": int(len(test))}
   for protocol, lists in candidate_lists.items():
     found = [r for r, c in enumerate(lists) if c is not None]
@@ -82,7 +82,7 @@ def evaluate(retrieval_dir: str, ranking_dir: str, train: pd.DataFrame, test: pd
                                 {c: test[c].to_numpy()[flat_rows] for c in context})
     scorers = {
         "ranker": ranker_scores,
-        "retrieval": np.einsum("ij,ij->i", queries[flat_rows], item_emb[flat_items]),
+        "retrieval": np.concatenate([retrieval_scores[protocol][r] for r in found] or [[]]),
         "popularity": popularity[flat_items],
     }
     bounds = np.cumsum([0] + [len(lists[r]) for r in found])
@@ -94,6 +94,23 @@ def evaluate(retrieval_dir: str, ranking_dir: str, train: pd.DataFrame, test: pd
                       for k, v in rm.summarize(ranks, ks=(10,)).items()})
     metrics[f"{protocol}/candidates_with_target"] = len(found) / max(1, len(test))
   return metrics
+
+
+def score_candidates(retrieval, query_inputs: Dict[str, np.ndarray], item_emb: np.ndarray,
+                     candidate_lists: Dict[str, list]) -> Dict[str, list]:
+  """The retrieval model's score of each user's candidates, per protocol (None where the
+  list is). Queries are computed a slice of users at a time: all at once they would not
+  fit in memory at scale, and a baseline's query is as long as the catalogue."""
+  out = {protocol: [None] * len(lists) for protocol, lists in candidate_lists.items()}
+  users = len(next(iter(query_inputs.values())))
+  for start in range(0, users, BATCH):
+    batch = {k: v[start:start + BATCH] for k, v in query_inputs.items()}
+    queries = call_in_batches(retrieval.signatures["query_embedding"], batch, "embedding")
+    for protocol, lists in candidate_lists.items():
+      for row, query in enumerate(queries, start):
+        if lists[row] is not None:
+          out[protocol][row] = item_emb[lists[row]] @ query
+  return out
 
 
 def ranking_table(metrics: Dict[str, float], architecture: str) -> str:

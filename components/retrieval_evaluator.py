@@ -2,7 +2,8 @@
 the held-out `test` split, with the same protocol for both (components/ranking_metrics.py).
 
 It also measures how well the ScaNN index inside the SavedModel agrees with exact
-brute-force search over the same embeddings (recall@10 of ScaNN's top-10).
+brute-force search over the same embeddings (recall@10 of ScaNN's top-10); a model
+exported with an exact index (the baselines) has no such figure.
 
 Output: a ModelEvaluation artifact holding metrics.json, with the headline figures also
 recorded as custom properties so MLMD shows them.
@@ -98,12 +99,14 @@ def held_out_frame(test: pd.DataFrame, train: pd.DataFrame, index: Dict[str, int
 
 def evaluate(model_dir: str, train: pd.DataFrame, test: pd.DataFrame,
              context: List[str], seed: int = 0) -> Dict[str, float]:
-  """Full-catalogue and sampled HR/NDCG for the model and for popularity, plus ScaNN recall."""
+  """Full-catalogue and sampled HR/NDCG for the model and for popularity, plus ScaNN's
+  recall where the model has a ScaNN index (not the baselines' exact one)."""
   model = export.load_model(model_dir)
   catalogue = model.signatures["item_embeddings"]()
   item_ids = [b.decode() for b in catalogue["item_ids"].numpy()]
   item_emb = catalogue["embeddings"].numpy()
   index = {item: i for i, item in enumerate(item_ids)}
+  has_scann = index_kind(model) == "scann"
 
   test, seen_sets, target = held_out_frame(test, train, index)
 
@@ -112,13 +115,18 @@ def evaluate(model_dir: str, train: pd.DataFrame, test: pd.DataFrame,
   popularity[[index[i] for i in counts.index if i in index]] = counts[[i for i in counts.index if i in index]]
 
   embed, top_k, inputs = query_inputs(model, test, context)
-  queries = call_in_batches(model.signatures[embed], inputs, "embedding")
 
   rng = np.random.default_rng(seed)
   model_ranks, pop_ranks, model_sampled, pop_sampled = [], [], [], []
+  scann_hits = 0
+  # A slice of users at a time: queries and scores for every user at once would not fit
+  # in memory at scale (and a baseline's query is as long as the catalogue).
   for start in range(0, len(test), BATCH):
     rows = slice(start, start + BATCH)
-    model_scores = queries[rows] @ item_emb.T
+    batch_inputs = {k: v[rows] for k, v in inputs.items()}
+    model_scores = call_in_batches(model.signatures[embed], batch_inputs, "embedding") @ item_emb.T
+    if has_scann:
+      scann_hits += scann_hits_at_10(model.signatures[top_k], batch_inputs, model_scores, item_ids)
     pop_scores = np.tile(popularity, (len(model_scores), 1)).astype(np.float64)
     for r in range(len(model_scores)):
       negatives = rm.sampled_negatives(len(item_ids), seen_sets[start + r] | {target[start + r]}, rng)
@@ -134,25 +142,25 @@ def evaluate(model_dir: str, train: pd.DataFrame, test: pd.DataFrame,
     metrics.update({f"{name}/{k}": v for k, v in rm.summarize(full).items()})
     metrics.update({f"{name}/sampled_{k}": v
                     for k, v in rm.summarize(np.asarray(sampled), ks=(10,)).items()})
-  metrics["scann_recall@10"] = scann_recall_at_10(model.signatures[top_k], inputs, queries,
-                                                  item_emb, item_ids)
+  if has_scann:
+    metrics[SCANN_RECALL] = scann_hits / (10.0 * len(test)) if len(test) else 0.0
   return metrics
 
 
-def scann_recall_at_10(top_k_signature, inputs: Dict[str, np.ndarray], queries: np.ndarray,
-                       item_emb: np.ndarray, item_ids: List[str]) -> float:
-  """Share of exact (brute-force) top-10 items that ScaNN's top-10 also returns."""
-  if not len(queries):
-    return 0.0
+def index_kind(model) -> str:
+  """"scann" or "brute_force"; models exported before the attribute existed had ScaNN."""
+  kind = getattr(model, "index_kind", None)
+  return kind.numpy().decode() if kind is not None else "scann"
+
+
+def scann_hits_at_10(top_k_signature, inputs: Dict[str, np.ndarray], exact_scores: np.ndarray,
+                     item_ids: List[str]) -> int:
+  """How many of each row's exact (brute-force) top-10 items ScaNN's top-10 also returns,
+  summed over the rows; exact_scores [rows, catalogue] are the model's scores."""
   approx = call_in_batches(top_k_signature, inputs, "item_ids")[:, :10]
-  hits = 0
-  # In slices of rows: the whole [queries, catalogue] score matrix would not fit in memory
-  # at scale (125K users x 12K items is 6 GB of scores and 12 GB to argsort).
-  for start in range(0, len(queries), BATCH):
-    exact = top_indices(queries[start:start + BATCH] @ item_emb.T, 10)
-    hits += sum(len({item_ids[i] for i in e} & {a.decode() for a in a_row})
-                for e, a_row in zip(exact, approx[start:start + BATCH]))
-  return hits / (10.0 * len(queries))
+  exact = top_indices(exact_scores, 10)
+  return sum(len({item_ids[i] for i in e} & {a.decode() for a in a_row})
+             for e, a_row in zip(exact, approx))
 
 
 def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
@@ -161,8 +169,9 @@ def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
   return np.argpartition(-scores, k - 1, axis=1)[:, :k]
 
 
+SCANN_RECALL = "scann_recall@10"
 HEADLINE = ("model/hit_rate@10", "model/ndcg@10", "popularity/hit_rate@10",
-            "popularity/ndcg@10", "scann_recall@10")
+            "popularity/ndcg@10", SCANN_RECALL)  # the last only where there is ScaNN
 
 
 @tfx.dsl.components.component
@@ -188,6 +197,7 @@ def record_metrics(evaluation: Artifact, metrics: Dict[str, float], headline, wh
   printed line."""
   with tf.io.gfile.GFile(os.path.join(evaluation.uri, "metrics.json"), "w") as f:
     f.write(json.dumps(metrics, indent=2, sort_keys=True))
+  headline = [key for key in headline if key in metrics]
   for key in headline:
     evaluation.set_float_custom_property(key, float(metrics[key]))
   print(f"{who}: " + ", ".join(f"{k}={metrics[k]:.4f}" for k in headline), flush=True)

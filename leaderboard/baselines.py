@@ -11,6 +11,12 @@
                few items with weights 1, 1/2, 1/3, ...
 
 All fit on split.fit_* / split.sequences only; none reads split.test_items.
+
+itemknn, ease and transitions score a user as `query @ item_item_matrix()`, where the
+query is a row over items built from the user's history (`query_window`: None = each
+history item once, k = the last k items weighted 1, 1/2, ...), plus `tie_breaker` x
+normalised popularity, so ties, and users with no usable history, get a popularity
+ranking. The pipeline exports them in exactly this form (trainer/retrieval_models.py).
 """
 from __future__ import annotations
 
@@ -40,6 +46,24 @@ def history_matrix(split: Split, users: np.ndarray, dtype=np.float32) -> sp.csr_
   return x
 
 
+def normalised_popularity(split: Split) -> np.ndarray:
+  counts = np.bincount(split.fit_items, minlength=split.n_items).astype(np.float32)
+  return counts / max(counts.max(), 1.0)
+
+
+class ItemItemModel(Recommender):
+  """A model whose scores are a history row times one item-item matrix (see above)."""
+
+  query_window = None  # None: every history item once; k: the last k, weighted 1/d
+
+  def item_item_matrix(self) -> np.ndarray:
+    """Dense float32 [n_items, n_items]: score of item j for history item i at [i, j]."""
+    raise NotImplementedError
+
+  def _with_tie_breaker(self, scores) -> np.ndarray:
+    return np.asarray(scores, dtype=np.float32) + self.tie_breaker * self.popularity[None, :]
+
+
 class Popularity(Recommender):
   """Scores every item by its number of fit interactions, the same list for everyone."""
 
@@ -55,15 +79,16 @@ class Popularity(Recommender):
     return len(self.counts)
 
 
-class ItemKNN(Recommender):
+class ItemKNN(ItemItemModel):
   """Item-item cosine similarity, top `neighbours` per item; a user's score for item j is
   the sum of sim(i, j) over the items i in their history."""
 
   name = "itemknn"
 
-  def __init__(self, neighbours: int = 100, block: int = 1024):
+  def __init__(self, neighbours: int = 100, block: int = 1024, tie_breaker: float = 1e-6):
     self.neighbours = neighbours
     self.block = block  # items per dense block of X^T X, bounds memory to block x n_items
+    self.tie_breaker = tie_breaker
 
   def fit(self, split: Split, seed: int = 0) -> None:
     x = interaction_matrix(split)
@@ -85,16 +110,20 @@ class ItemKNN(Recommender):
       vals.append(top_sim[keep])
     self.similarity = sp.csr_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    self.popularity = normalised_popularity(split)
 
   def score(self, split: Split, rows: np.ndarray) -> np.ndarray:
     history = history_matrix(split, split.test_users[rows])
-    return np.asarray((history @ self.similarity).todense(), dtype=np.float32)
+    return self._with_tie_breaker((history @ self.similarity).todense())
+
+  def item_item_matrix(self) -> np.ndarray:
+    return self.similarity.toarray()
 
   def num_parameters(self) -> int:
     return int(self.similarity.nnz)
 
 
-class EASE(Recommender):
+class EASE(ItemItemModel):
   """Steck's closed form: B = I - P / diag(P) with P = (X^T X + lambda I)^-1, so B has a
   zero diagonal (an item may not predict itself); score = x_u B.
 
@@ -105,9 +134,10 @@ class EASE(Recommender):
 
   name = "ease"
 
-  def __init__(self, l2: float = 500.0, max_items: int = 20_000):
+  def __init__(self, l2: float = 500.0, max_items: int = 20_000, tie_breaker: float = 1e-6):
     self.l2 = l2
     self.max_items = max_items
+    self.tie_breaker = tie_breaker
 
   def fit(self, split: Split, seed: int = 0) -> None:
     n = split.n_items
@@ -126,16 +156,20 @@ class EASE(Recommender):
     p /= -diag[None, :]  # B = -P / diag(P) off the diagonal ...
     p[np.diag_indices(n)] = 0  # ... and 0 on it (I - P/diag(P) has diagonal 1 - 1)
     self.weights = p.astype(np.float32, copy=False)
+    self.popularity = normalised_popularity(split)
 
   def score(self, split: Split, rows: np.ndarray) -> np.ndarray:
     history = history_matrix(split, split.test_users[rows])
-    return np.asarray(history @ self.weights, dtype=np.float32)
+    return self._with_tie_breaker(history @ self.weights)
+
+  def item_item_matrix(self) -> np.ndarray:
+    return self.weights
 
   def num_parameters(self) -> int:
     return int(self.weights.size)
 
 
-class Transitions(Recommender):
+class Transitions(ItemItemModel):
   """Counts of item a -> item b over each user's time-ordered fit items, b coming 1, 2,
   ... `window` steps after a with weight 1, 1/2, ... A user's score is the sum of the
   transition rows of their last `window` items, weighted the same way (the latest item
@@ -146,6 +180,7 @@ class Transitions(Recommender):
 
   def __init__(self, window: int = 3, tie_breaker: float = 1e-6):
     self.window = window
+    self.query_window = window
     self.tie_breaker = tie_breaker
 
   def fit(self, split: Split, seed: int = 0) -> None:
@@ -160,16 +195,17 @@ class Transitions(Recommender):
     n = split.n_items
     self.transitions = sp.csr_matrix(
         (np.concatenate(weight), (np.concatenate(src), np.concatenate(dst))), shape=(n, n))
-    counts = np.bincount(split.fit_items, minlength=n).astype(np.float32)
-    self.popularity = counts / max(counts.max(), 1.0)
+    self.popularity = normalised_popularity(split)
 
   def score(self, split: Split, rows: np.ndarray) -> np.ndarray:
     recent = sp.lil_matrix((len(rows), split.n_items), dtype=np.float32)
     for i, history in enumerate(split.histories(split.test_users[rows])):
       for d, item in enumerate(history[::-1][:self.window], start=1):
         recent[i, item] += 1.0 / d
-    scores = np.asarray((recent.tocsr() @ self.transitions).todense(), dtype=np.float32)
-    return scores + self.tie_breaker * self.popularity[None, :]
+    return self._with_tie_breaker((recent.tocsr() @ self.transitions).todense())
+
+  def item_item_matrix(self) -> np.ndarray:
+    return self.transitions.toarray()
 
   def num_parameters(self) -> int:
     return int(self.transitions.nnz + len(self.popularity))

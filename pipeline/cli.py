@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--synthetic-interactions", type=int, help="size of the synthetic world")
   run.add_argument("--seed", type=int)
   run.add_argument("--model", help="retrieval model: two_tower (default) | mf | lightgcn | "
-                   "sasrec | bert4rec")
+                   "sasrec | bert4rec | popularity | itemknn | ease | transitions")
   run.add_argument("--epochs", type=int)
   run.add_argument("--train-steps", type=int, help="train this many steps instead of epochs")
   run.set_defaults(func=_run)

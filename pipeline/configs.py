@@ -22,8 +22,11 @@ def resolve(path: str) -> str:
   return path if "://" in path else os.path.abspath(path)
 
 
-RETRIEVAL_MODELS = ("two_tower", "mf", "lightgcn", "sasrec", "bert4rec")
+RETRIEVAL_MODELS = ("two_tower", "mf", "lightgcn", "sasrec", "bert4rec", "popularity",
+                    "itemknn", "ease", "transitions")
 SEQUENTIAL_MODELS = ("sasrec", "bert4rec")
+# Their query is built from the user's recent items (Transform's `history` window).
+HISTORY_MODELS = SEQUENTIAL_MODELS + ("itemknn", "ease", "transitions")
 
 
 @dataclasses.dataclass
@@ -31,13 +34,16 @@ class TrainerConfig:
   """The retrieval model. `model` picks it (trainer/task.py): two_tower (user + context
   towers, the default), mf / lightgcn (id embeddings; LightGCN propagates them over the
   user-item graph), sasrec / bert4rec (the query is the user's last `history_length`
-  items, encoded by self-attention). Every one is exported with a ScaNN index."""
+  items, encoded by self-attention), and the baselines popularity, itemknn, ease and
+  transitions (item-item models over the same history window). Each is exported with a
+  ScaNN index, except the baselines: exact top-K (trainer/retrieval_models.py)."""
   model: str = "two_tower"
-  # mf / lightgcn / sasrec / bert4rec: their own constructor knobs (epochs, dim, ...; see
-  # leaderboard/factorization.py and leaderboard/sequential.py). The knobs below, from
-  # `epochs` on, configure two_tower; train_steps: 0 exports any model untrained.
+  # The other models' own constructor knobs (epochs, dim, l2, window ...; see
+  # leaderboard/factorization.py, sequential.py, baselines.py). The knobs below, from
+  # `epochs` on, configure two_tower; train_steps: 0 exports a trained model untrained.
   model_args: Dict[str, Any] = dataclasses.field(default_factory=dict)
-  history_length: int = 50  # items of history a sequential model reads (sasrec, bert4rec)
+  # Items of history the models of HISTORY_MODELS read: the last ones before each example.
+  history_length: int = 50
   epochs: int = 10
   train_steps: Optional[int] = None  # replaces epochs when set; 0 = export untrained
   batch_size: int = 1024
@@ -126,7 +132,7 @@ class PipelineConfig:
   @property
   def history_length(self) -> int:
     """Items of history ExampleGen writes per example: none unless the model reads it."""
-    return self.trainer.history_length if self.trainer.model in SEQUENTIAL_MODELS else 0
+    return self.trainer.history_length if self.trainer.model in HISTORY_MODELS else 0
 
   def retrieval_push_dir(self) -> str:
     return self.push_dir("retrieval")
@@ -237,8 +243,8 @@ def validate_ranker(ranking_config: RankingConfig, where: str) -> None:
 def validate_retrieval_model(trainer_config: TrainerConfig, where: str) -> None:
   if trainer_config.model == "two_tower":
     if trainer_config.model_args:
-      raise ConfigError(f"{where}: trainer.model_args is for mf, lightgcn, sasrec and "
-                        f"bert4rec; two_tower takes the trainer keys themselves")
+      raise ConfigError(f"{where}: trainer.model_args is for the models other than "
+                        f"two_tower; two_tower takes the trainer keys themselves")
     return
   from trainer import retrieval_models  # imports TensorFlow
   try:

@@ -1,7 +1,8 @@
 """The TFX DAG. This module only wires components; every knob is in pipeline/configs.py.
 
   TimeSplitExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> AnomalyGate
-    -> Transform -> RetrievalTrainer (two_tower | mf | lightgcn | sasrec | bert4rec; ScaNN)
+    -> Transform -> RetrievalTrainer (two_tower | mf | lightgcn | sasrec | bert4rec: ScaNN;
+                                      popularity | itemknn | ease | transitions: exact top-K)
                     -> RetrievalEvaluator (report)
                     -> RetrievalValidator (TFMA, vs LatestBlessedRetrievalModel)
                     -> RetrievalPusher (only a blessed model)

@@ -126,7 +126,10 @@ def print_summary(config, data, wall_seconds: float, example_users: int = 3) -> 
           f"full catalogue of {metrics['catalogue_size']:,} items minus each user's training "
           f"items; 'sampled' = vs 100 sampled negatives):")
     print(metrics_table(metrics, config.trainer.model))
-    print(f"  ScaNN top-10 vs exact brute-force top-10: recall {metrics['scann_recall@10']:.4f}")
+    if "scann_recall@10" in metrics:
+      print(f"  ScaNN top-10 vs exact brute-force top-10: recall {metrics['scann_recall@10']:.4f}")
+    else:
+      print("  top-K index: exact (brute force), so no ScaNN recall to report")
   ranking_metrics = latest_metrics(store, "RankingEvaluator") if config.ranking.enabled else None
   if ranking_metrics:
     print(f"\nRanking on the same test users ('rerank' = ordering the retrieval top-100 minus "

@@ -191,8 +191,9 @@ def _add_recommend(sub) -> None:
                       "unset ones are sent as unknown)")
   p.add_argument("-k", type=int, default=10, help="items to return (default 10)")
   p.add_argument("--history", metavar="ITEM,ITEM,...",
-                 help="recent item ids, oldest first, for a sequential retrieval model "
-                      "(sasrec, bert4rec) to read instead of the user's stored history")
+                 help="recent item ids, oldest first, for a retrieval model that reads "
+                      "history (sasrec, bert4rec, itemknn, ease, transitions) to read "
+                      "instead of the user's stored history")
   p.add_argument("--json", action="store_true", help="print JSON")
   p.add_argument("--target", help="model server host:port (default 127.0.0.1:8500; if none "
                  "answers there, --model-base is served from this process for the call)")

@@ -38,22 +38,34 @@ def test_sampled_negatives_avoid_seen_items():
 
 
 
-def test_scann_recall_is_computed_in_row_slices_and_counts_overlap():
+def test_scann_hits_count_the_overlap_with_the_exact_top_10():
   rng = np.random.default_rng(1)
-  queries = rng.normal(size=(retrieval_evaluator.BATCH * 2 + 7, 8)).astype(np.float32)
+  queries = rng.normal(size=(40, 8)).astype(np.float32)
   items = rng.normal(size=(50, 8)).astype(np.float32)
   item_ids = np.array([f"i{i}".encode() for i in range(50)], dtype=object)
-  order = np.argsort(-(queries @ items.T), axis=1)
+  scores = queries @ items.T
+  order = np.argsort(-scores, axis=1)
   best, worst = order[:, :10], order[:, -10:]
 
-  def returning(found):  # stands in for the ScaNN top-K signature, called per row slice
+  def returning(found):  # stands in for the ScaNN top-K signature
     return lambda row: {"item_ids": tf.constant(item_ids[found[row.numpy()]])}
 
-  inputs = {"row": np.arange(len(queries))}
   names = [b.decode() for b in item_ids]
-  recall = lambda found: retrieval_evaluator.scann_recall_at_10(
-      returning(found), inputs, queries, items, names)
-  assert recall(best) == 1.0
-  assert recall(worst) == 0.0
-  assert recall(np.concatenate([best[:, :4], worst[:, :6]], axis=1)) == 0.4
-  assert sorted(retrieval_evaluator.top_indices(queries @ items.T, 10)[5]) == sorted(best[5])
+  hits = lambda found: retrieval_evaluator.scann_hits_at_10(
+      returning(found), {"row": np.arange(len(queries))}, scores, names)
+  assert hits(best) == 400
+  assert hits(worst) == 0
+  assert hits(np.concatenate([best[:, :4], worst[:, :6]], axis=1)) == 160
+  assert sorted(retrieval_evaluator.top_indices(scores, 10)[5]) == sorted(best[5])
+
+
+def test_saved_model_ranks_count_ties_against_the_target():
+  from trainer.export import rank_of_targets
+  scores = tf.constant([[3.0, 5.0, 5.0, 1.0],    # target 1 ties with item 2
+                        [3.0, 5.0, 5.0, 1.0],    # target 1; item 2 excluded
+                        [3.0, 5.0, 5.0, 1.0],    # target 3, itself marked excluded
+                        [3.0, 5.0, 5.0, 1.0]])   # target outside the catalogue
+  target = tf.constant([1, 1, 3, 4], tf.int64)
+  excluded = tf.constant([[False] * 4, [False, False, True, False],
+                          [False, False, False, True], [False] * 4])
+  assert rank_of_targets(scores, target, excluded).numpy().tolist() == [1, 0, 3, 4]

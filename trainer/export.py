@@ -1,5 +1,7 @@
 """Exports the retrieval SavedModel: Transform graph + query tower + a ScaNN index over
-the whole catalogue, with signatures named after the canonical record.
+the whole catalogue (exact brute-force top-K for a model that asks for it: the
+baselines, whose vectors are as long as the catalogue), with signatures named after the
+canonical record.
 
 Signatures (all take raw values; Transform runs inside the model):
   serving_default(user_id)                    -> item_ids [batch, K], scores [batch, K]
@@ -8,7 +10,8 @@ Signatures (all take raw values; Transform runs inside the model):
   item_embeddings()                           -> item_ids [N], embeddings [N, D]
   evaluate_examples(examples)                 -> ranks [batch, 2]: full-catalogue ranks of
       each serialized example's item for the model and for popularity (TFMA reads this)
-A model that reads the user's item history (sasrec, bert4rec) also has:
+A model that reads the user's item history (sasrec, bert4rec, itemknn, ease,
+transitions: pipeline/configs.py HISTORY_MODELS) also has:
   recommend_with_history(history, <context>)  -> item_ids, scores; `history` is a string
       [batch, length] of item ids, oldest first, "" as padding (any side)
   history_embedding(history, <context>)       -> embedding [batch, D]
@@ -250,14 +253,16 @@ class EvaluationTables(tf.Module):
 
 def rank_of_targets(scores: tf.Tensor, target: tf.Tensor, excluded: tf.Tensor) -> tf.Tensor:
   """0-based rank of each row's target among the row's items that are not excluded (the
-  target itself never is). A target outside the catalogue (index == num items) ranks last."""
+  target itself never is). Items scored equal to the target count as ranked above it (as
+  on the leaderboard), so a model of coarse scores, e.g. raw popularity counts, gains
+  nothing from ties. A target outside the catalogue (index == num items) ranks last."""
   num_items = tf.shape(scores)[1]
   in_catalogue = target < tf.cast(num_items, target.dtype)
   safe_target = tf.where(in_catalogue, target, tf.zeros_like(target))
   is_target = tf.one_hot(safe_target, num_items, on_value=True, off_value=False)
-  excluded = tf.logical_and(excluded, tf.logical_not(is_target))
   target_score = tf.gather(scores, safe_target, batch_dims=1)
-  better = tf.logical_and(scores > target_score[:, None], tf.logical_not(excluded))
+  better = tf.logical_and(scores >= target_score[:, None],
+                          tf.logical_not(tf.logical_or(excluded, is_target)))
   rank = tf.reduce_sum(tf.cast(better, tf.int64), axis=1)
   return tf.where(in_catalogue, rank, tf.cast(num_items, tf.int64))
 
@@ -291,7 +296,7 @@ def history_from_request(history: tf.Tensor) -> tf.SparseTensor:
 
 class RetrievalModule(RawFeatureModule):
   """What gets saved: the Transform layer, the query tower, the user feature tables, the
-  catalogue embeddings and the ScaNN index."""
+  catalogue embeddings and the top-K index (`index_kind`: "scann" or "brute_force")."""
 
   def __init__(self, tf_transform_output: tft.TFTransformOutput, model, all_features,
                items: pd.DataFrame, users: Optional[pd.DataFrame], top_k: int,
@@ -309,11 +314,16 @@ class RetrievalModule(RawFeatureModule):
     self.item_embedding_table = tf.Variable(
         model.candidate_tower(transformed, training=False), trainable=False,
         name="item_embeddings")
-    self.config = scann_config(len(items), top_k)
+    exact = getattr(model, "exact_search", False)
+    settings = {} if exact else scann_config(len(items), top_k)
+    self.config = {"kind": "brute_force" if exact else "scann", **settings}
+    # Read back by the evaluator, which measures ScaNN's recall only where there is ScaNN.
+    self.index_kind = tf.Variable(self.config["kind"], trainable=False, name="index_kind")
     self.top_k = top_k
     self.index = None
     if with_index:
-      self.index = tfrs.layers.factorized_top_k.ScaNN(k=top_k, **self.config)
+      self.index = (tfrs.layers.factorized_top_k.BruteForce(k=min(top_k, len(items))) if exact
+                    else tfrs.layers.factorized_top_k.ScaNN(k=top_k, **settings))
       self.index.index(self.item_embedding_table, self.item_ids)
     catalogue_ids = items[feats.ITEM_ID].astype(str).tolist()
     self.item_row = tf.lookup.StaticHashTable(

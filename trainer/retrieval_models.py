@@ -1,11 +1,12 @@
-"""Retrieval models besides the two-tower: mf, lightgcn, sasrec, bert4rec.
+"""Retrieval models besides the two-tower: mf, lightgcn, sasrec, bert4rec, and the
+baselines popularity, itemknn, ease, transitions.
 
 Each is trained by its leaderboard implementation (leaderboard/factorization.py,
 leaderboard/sequential.py: one implementation per model, so the pipeline's model and the
 leaderboard's row are the same thing) on the pipeline's train split, indexed by
 Transform's vocabularies. The fitted model is then wrapped as a query tower and a
 candidate tower over Transform's outputs, the interface trainer/export.py exports with a
-ScaNN index, exactly as it exports the two-tower:
+top-K index, exactly as it exports the two-tower (ScaNN, except where `exact_search`):
 
   mf, lightgcn      query = the user's embedding row, candidate = the item's row
                     (an unknown user gets the mean user row)
@@ -13,6 +14,14 @@ ScaNN index, exactly as it exports the two-tower:
                     `history`, left-padded with -1), candidate = the item's row of the
                     shared item table; an empty history gets the popularity-weighted
                     mean item row, so a user with no history still gets popular items
+  itemknn, ease,    query = a row over the catalogue built from the history window (each
+  transitions       item once; transitions: the last `window` items weighted 1, 1/2, ...)
+                    plus a constant 1, candidate = the item's column of the item-item
+                    matrix plus its popularity tie-breaker (leaderboard/baselines.py), so
+                    query . candidate is the leaderboard's score. These vectors are as
+                    long as the catalogue: exported with exact (brute-force) top-K, not
+                    ScaNN, and refused above MAX_ITEM_ITEM_ITEMS items.
+  popularity        query = [1], candidate = [the item's training count]; exact top-K
 """
 from __future__ import annotations
 
@@ -24,9 +33,13 @@ import tensorflow as tf
 
 from leaderboard import protocol
 # The models that read history, named once in the config module (it imports no TF).
-from pipeline.configs import SEQUENTIAL_MODELS as SEQUENTIAL
+from pipeline.configs import HISTORY_MODELS, SEQUENTIAL_MODELS as SEQUENTIAL
 from trainer import features as feats
 from trainer.preprocessing import HISTORY_PAD
+
+# An item-item model is exported as a dense [N, N + 1] float32 table, twice (serving and
+# evaluation models): 20K items is 1.6 GB each.
+MAX_ITEM_ITEM_ITEMS = 20_000
 
 
 def model_class(name: str):
@@ -77,18 +90,69 @@ class _HistoryQuery(tf.Module):
     return tf.where(empty, self.empty_history_query[None, :], query)
 
 
+class _HistoryRow(tf.Module):
+  """features["history"] [batch, length] -> [batch, n_items + 1]: the history as a row
+  over the catalogue (window None: each item once; k: the last k slots weighted 1, 1/2,
+  ...; Transform left-pads, so the last slot is the latest item) and a constant 1 that
+  multiplies the candidates' popularity tie-breaker."""
+
+  def __init__(self, n_items: int, window: int | None):
+    super().__init__(name="history_row")
+    self.n_items = n_items
+    self.window = window
+
+  def __call__(self, features: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+    history = tf.cast(features[feats.HISTORY], tf.int32)  # HISTORY_PAD (-1) one-hots to 0
+    if self.window is None:
+      row = tf.minimum(tf.reduce_sum(tf.one_hot(history, self.n_items), axis=1), 1.0)
+    else:
+      recent = history[:, ::-1][:, :self.window]  # latest first
+      weights = 1.0 / tf.range(1.0, tf.cast(tf.shape(recent)[1], tf.float32) + 1.0)
+      row = tf.einsum("bwn,w->bn", tf.one_hot(recent, self.n_items), weights)
+    return tf.concat([row, tf.ones_like(row[:, :1])], axis=1)
+
+
+class _Ones(tf.Module):
+  """[batch, 1] of ones: popularity's query, the same for everyone."""
+
+  def __call__(self, features: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+    return tf.ones([tf.shape(features[feats.USER_ID])[0], 1])
+
+
 class Towers(tf.Module):
   """What trainer/export.py needs of a retrieval model: query_tower and candidate_tower,
-  each mapping Transform's output dict to [batch, dim]."""
+  each mapping Transform's output dict to [batch, dim]; exact_search asks for a
+  brute-force top-K index instead of ScaNN."""
 
-  def __init__(self, query_tower: tf.Module, candidate_tower: tf.Module):
+  def __init__(self, query_tower: tf.Module, candidate_tower: tf.Module,
+               exact_search: bool = False):
     super().__init__(name="towers")
     self.query_tower = query_tower
     self.candidate_tower = candidate_tower
+    self.exact_search = exact_search
+
+
+def item_item_towers(fitted, n_items: int) -> Towers:
+  if n_items > MAX_ITEM_ITEM_ITEMS:
+    raise ValueError(
+        f"{fitted.name} is exported as a dense {n_items:,} x {n_items:,} item-item table "
+        f"({n_items * n_items * 4 / 1e9:.1f} GB, twice); the limit is "
+        f"{MAX_ITEM_ITEM_ITEMS:,} items. Use mf, lightgcn or two_tower on this catalogue.")
+  matrix = fitted.item_item_matrix()
+  candidates = np.empty((n_items, n_items + 1), np.float32)
+  candidates[:, :n_items] = matrix.T  # item j's candidate vector is column j
+  candidates[:, n_items] = fitted.tie_breaker * fitted.popularity
+  return Towers(_HistoryRow(n_items, fitted.query_window),
+                _Rows(candidates, feats.ITEM_ID, "item_rows"), exact_search=True)
 
 
 def wrap(name: str, fitted, split: protocol.Split) -> Towers:
   """The fitted leaderboard model as towers over vocabulary indices (split's indices)."""
+  if name == "popularity":
+    return Towers(_Ones(name="ones"), _Rows(fitted.counts[:, None], feats.ITEM_ID, "item_rows"),
+                  exact_search=True)
+  if name in HISTORY_MODELS and name not in SEQUENTIAL:
+    return item_item_towers(fitted, split.n_items)
   if name in SEQUENTIAL:
     items = fitted.encoder.item_embeddings.numpy()
     counts = np.bincount(split.fit_items, minlength=split.n_items).astype(np.float64)
@@ -108,9 +172,13 @@ def train(name: str, split: protocol.Split, args: Dict[str, Any], history_length
   kwargs = dict(args)
   if name in SEQUENTIAL:
     kwargs["max_len"] = history_length  # the window Transform builds
-  if epochs_override is not None:
+  cls = model_class(name)
+  accepted = inspect.signature(cls).parameters
+  if epochs_override is not None and "epochs" in accepted:
     kwargs["epochs"] = epochs_override
-  fitted = model_class(name)(verbose=True, **kwargs)
+  if "verbose" in accepted:
+    kwargs["verbose"] = True
+  fitted = cls(**kwargs)
   fitted.fit(split, seed=seed)
   return wrap(name, fitted, split), fitted
 

@@ -1,17 +1,19 @@
 """Trainer entry point (`run_fn`): train the retrieval model the config names
-(`model`: two_tower, or mf / lightgcn / sasrec / bert4rec from trainer/retrieval_models.py)
-on Transform's output and export the serving SavedModel with its ScaNN index.
+(`model`: two_tower, or mf / lightgcn / sasrec / bert4rec / popularity / itemknn / ease /
+transitions from trainer/retrieval_models.py) on Transform's output and export the
+serving SavedModel with its top-K index (ScaNN; exact for the baselines).
 
 Knobs arrive in the Trainer's custom_config (set from the pipeline config file):
 epochs, batch_size, learning_rate, embedding_dim, output_dim, temperature,
 unknown_rate, top_k (two_tower); model_args (the other models' own knobs) and
-history_length (sasrec, bert4rec); seed and data_dir (the canonical data directory, whose
+history_length (the models that read history: configs.HISTORY_MODELS); seed and data_dir (the canonical data directory, whose
 items.csv is the catalogue the index covers and users.csv the user-feature table).
 train_steps, when set, replaces epochs with a step count; 0 trains nothing (a
 deliberately untrained model, useful to prove that validation gates a push). It lives
 in custom_config because TFX reads TrainArgs.num_steps=0 as "unset".
 """
 import gc
+import inspect
 import json
 import os
 from typing import Any, Dict, List, Tuple
@@ -138,13 +140,16 @@ def run_fn(fn_args: tfx.components.FnArgs):
                       vocabulary(tf_transform_output, feats.ITEM_ID)))
     history_length = int(config.get("history_length", 50))
     if steps == 0:
-      print(f"Trainer: train_steps=0, exporting an untrained {name}", flush=True)
+      closed_form = "epochs" not in inspect.signature(retrieval_models.model_class(name)).parameters
+      print(f"Trainer: train_steps=0, but {name} is fitted in closed form, not trained by steps"
+            if closed_form else f"Trainer: train_steps=0, exporting an untrained {name}",
+            flush=True)
     model, fitted = retrieval_models.train(name, split, config.get("model_args") or {},
                                            history_length, seed,
                                            epochs_override=0 if steps == 0 else None)
-    history = {"loss": list(fitted.loss_history)}
+    history = {"loss": list(getattr(fitted, "loss_history", []))}  # baselines have none
     model_settings = {"model": name, **(config.get("model_args") or {})}
-    if name in retrieval_models.SEQUENTIAL:
+    if name in retrieval_models.HISTORY_MODELS:
       histories = retrieval_models.recent_histories(split, history_length)
 
   interactions = export.TrainingInteractions(
@@ -162,7 +167,7 @@ def run_fn(fn_args: tfx.components.FnArgs):
   os.makedirs(fn_args.model_run_dir, exist_ok=True)
   with open(os.path.join(fn_args.model_run_dir, "training.json"), "w") as f:
     json.dump({"history": history, "item_vocabulary_size": vocab_sizes[feats.ITEM_ID],
-               "catalogue_size": len(data.items), "scann": module.config,
+               "catalogue_size": len(data.items), "index": module.config,
                "model": name, "model_config": model_settings}, f, indent=2, default=list)
   # The training step functions live in reference cycles; freed at interpreter exit
   # instead, TensorFlow prints a traceback for each of them.
