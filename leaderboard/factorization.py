@@ -51,14 +51,17 @@ class _EmbeddingModel(Recommender):
     self.optimizer = tf.keras.optimizers.Adam(self.learning_rate)
     return rng
 
-  def _train(self, split: Split, rng: np.random.Generator, step) -> None:
-    """Runs `step(users, items, negatives)` over shuffled batches of the unique pairs."""
+  def _train(self, split: Split, rng: np.random.Generator, step,
+             negatives_per_positive: int = 1) -> None:
+    """Runs `step(users, items, negatives)` over shuffled batches of the unique pairs;
+    negatives is [batch] for one per positive, else [batch, negatives_per_positive]."""
     users, items = _unique_pairs(split)
     self.loss_history = []
+    shape = (len(users),) if negatives_per_positive == 1 else (len(users), negatives_per_positive)
     for epoch in range(self.epochs):
       start = time.time()
       order = rng.permutation(len(users))
-      negatives = rng.integers(0, split.n_items, len(users))  # uniform; a rare hit is noise
+      negatives = rng.integers(0, split.n_items, shape)  # uniform; a rare hit is noise
       losses = []
       for b in range(0, len(order), self.batch_size):
         batch = order[b:b + self.batch_size]

@@ -30,9 +30,10 @@ MODELS: Dict[str, tuple] = {
     "two_tower": ("leaderboard.two_tower", "TwoTower"),
     "sasrec": ("leaderboard.sequential", "SASRec"),
     "bert4rec": ("leaderboard.sequential", "BERT4Rec"),
+    "ncf": ("leaderboard.ncf", "NCF"),
 }
 DEFAULT_MODELS = ("popularity", "itemknn", "ease", "transitions", "mf", "two_tower", "sasrec",
-                  "bert4rec", "lightgcn")
+                  "bert4rec", "lightgcn", "ncf")
 COLUMNS = ("model", "hr@10", "ndcg@10", "sampled_hr@10", "sampled_ndcg@10", "fit_seconds",
            "parameters")
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from components.ingest import synthetic
-from leaderboard import baselines, factorization, protocol
+from leaderboard import baselines, factorization, ncf, protocol
 
 
 def _models():
@@ -16,6 +16,7 @@ def _models():
       factorization.MatrixFactorization(loss="bpr", epochs=5),
       factorization.MatrixFactorization(loss="softmax", epochs=5, batch_size=256),
       factorization.LightGCN(epochs=5, batch_size=512),
+      ncf.NCF(epochs=3),
   ]
 
 
@@ -62,6 +63,19 @@ def test_training_loss_decreases(tiny, model):
   users = model.user_embeddings()[tiny.test_users[rows]]
   np.testing.assert_allclose(users @ model.item_embeddings().T, model.score(tiny, rows),
                              rtol=1e-5, atol=1e-5)
+
+
+def test_ncf_learns_and_scores_through_its_network(tiny):
+  model = ncf.NCF(epochs=8)
+  model.fit(tiny, seed=0)
+  assert model.loss_history[-1] < 0.8 * model.loss_history[0], model.loss_history
+  rows = np.arange(3)
+  scores = model.score(tiny, rows)
+  user, items = tiny.test_users[1], np.array([0, 5, 17])
+  direct = model._logits(np.full(3, user), items).numpy()
+  np.testing.assert_allclose(scores[1, items], direct, rtol=1e-5, atol=1e-6)
+  with pytest.raises(NotImplementedError, match="not by an inner product"):
+    model.item_embeddings()
 
 
 # Full-catalogue HR@10 on synthetic 1000 users x 600 items x 30, split seed 0, measured

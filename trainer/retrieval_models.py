@@ -2,8 +2,8 @@
 baselines popularity, itemknn, ease, transitions.
 
 Each is trained by its leaderboard implementation (leaderboard/factorization.py,
-leaderboard/sequential.py: one implementation per model, so the pipeline's model and the
-leaderboard's row are the same thing) on the pipeline's train split, indexed by
+sequential.py, baselines.py: one implementation per model, so the pipeline's model and
+the leaderboard's row are the same thing) on the pipeline's train split, indexed by
 Transform's vocabularies. The fitted model is then wrapped as a query tower and a
 candidate tower over Transform's outputs, the interface trainer/export.py exports with a
 top-K index, exactly as it exports the two-tower (ScaNN, except where `exact_search`):
