@@ -7,7 +7,8 @@
             for their sampling probability (Yi et al., RecSys 2019).
   lightgcn  LightGCN (He et al., SIGIR 2020): the same embeddings propagated over the
             symmetric-normalised user-item graph D^-1/2 A D^-1/2, final embedding = mean
-            of the layer outputs, BPR loss, L2 on the layer-0 embeddings.
+            of the layer outputs, L2 on the layer-0 embeddings; BPR loss (the paper's,
+            the default) or the same in-batch softmax as mf.
 
 Both score by inner product, so a ScaNN / MIPS index over item_embeddings() serves them.
 `loss_history` keeps the mean training loss of each epoch.
@@ -30,11 +31,18 @@ def _unique_pairs(split: Split) -> tuple:
   return pairs[:, 0], pairs[:, 1]
 
 
+LOSSES = ("bpr", "softmax")
+
+
 class _EmbeddingModel(Recommender):
-  """Shared by MF and LightGCN: seeded init, the epoch loop, embeddings and scoring."""
+  """Shared by MF and LightGCN: seeded init, the epoch loop, the loss, embeddings and
+  scoring."""
 
   def __init__(self, dim: int, epochs: int, batch_size: int, learning_rate: float,
-               l2: float, verbose: bool):
+               l2: float, verbose: bool, loss: str = "bpr"):
+    if loss not in LOSSES:
+      raise ValueError(f"loss must be 'bpr' or 'softmax', not {loss!r}")
+    self.loss = loss
     self.dim = dim
     self.epochs = epochs
     self.batch_size = batch_size
@@ -72,6 +80,29 @@ class _EmbeddingModel(Recommender):
         print(f"{self.name} epoch {epoch + 1}/{self.epochs} loss {self.loss_history[-1]:.4f} "
               f"({time.time() - start:.1f}s)", flush=True)
 
+  def _log_q(self, split: Split) -> tf.Tensor:
+    """log of each item's share of the fit interactions (+1 smoothing): how likely the
+    in-batch softmax is to draw it as a negative."""
+    counts = np.bincount(split.fit_items, minlength=split.n_items) + 1.0
+    return tf.constant(np.log(counts / counts.sum()), tf.float32)
+
+  def _ranking_loss(self, u, i, j, items, log_q) -> tf.Tensor:
+    """BPR on (user, positive, sampled negative) rows, or in-batch softmax: row r's
+    positive is column r, the other columns are negatives drawn with the batch's
+    popularity bias, which subtracting log q(item) undoes."""
+    if self.loss == "bpr":
+      return -tf.reduce_mean(tf.math.log_sigmoid(tf.reduce_sum(u * (i - j), axis=1)))
+    logits = tf.matmul(u, i, transpose_b=True) - tf.gather(log_q, items)[None, :]
+    same = tf.equal(items[:, None], items[None, :]) & ~tf.eye(tf.size(items), dtype=tf.bool)
+    logits = tf.where(same, -1e9, logits)  # a repeat of the positive is not a negative
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        tf.range(tf.size(items)), logits))
+
+  def _squared_norms(self, *embeddings) -> tf.Tensor:
+    """L2 penalty of the rows the loss used (the negatives' only under BPR)."""
+    used = embeddings if self.loss == "bpr" else embeddings[:2]
+    return tf.add_n([tf.reduce_sum(e * e) for e in used])
+
   def user_embeddings(self) -> np.ndarray:
     return self._users
 
@@ -93,15 +124,11 @@ class MatrixFactorization(_EmbeddingModel):
   def __init__(self, dim: int = 64, loss: str = "softmax", epochs: int = 30,
                batch_size: int = 1024, learning_rate: float = 0.005, l2: float = 1e-3,
                verbose: bool = False):
-    if loss not in ("bpr", "softmax"):
-      raise ValueError(f"loss must be 'bpr' or 'softmax', not {loss!r}")
-    super().__init__(dim, epochs, batch_size, learning_rate, l2, verbose)
-    self.loss = loss
+    super().__init__(dim, epochs, batch_size, learning_rate, l2, verbose, loss)
 
   def fit(self, split: Split, seed: int = 0) -> None:
     rng = self._init(split, seed)
-    counts = np.bincount(split.fit_items, minlength=split.n_items) + 1.0
-    log_q = tf.constant(np.log(counts / counts.sum()), tf.float32)  # item sampling log-prob
+    log_q = self._log_q(split)
     variables = [self.user_table, self.item_table]
 
     @tf.function
@@ -109,20 +136,9 @@ class MatrixFactorization(_EmbeddingModel):
       with tf.GradientTape() as tape:
         u = tf.gather(self.user_table, users)
         i = tf.gather(self.item_table, items)
-        if self.loss == "bpr":
-          j = tf.gather(self.item_table, negatives)
-          margin = tf.reduce_sum(u * (i - j), axis=1)
-          loss = -tf.reduce_mean(tf.math.log_sigmoid(margin))
-          reg = tf.reduce_sum(u * u) + tf.reduce_sum(i * i) + tf.reduce_sum(j * j)
-        else:
-          # Row r's positive is column r; other columns are negatives, drawn with the
-          # batch's popularity bias, which subtracting log q(item) undoes.
-          logits = tf.matmul(u, i, transpose_b=True) - tf.gather(log_q, items)[None, :]
-          same = tf.equal(items[:, None], items[None, :]) & ~tf.eye(tf.size(items), dtype=tf.bool)
-          logits = tf.where(same, -1e9, logits)  # a repeat of the positive is not a negative
-          loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-              tf.range(tf.size(items)), logits))
-          reg = tf.reduce_sum(u * u) + tf.reduce_sum(i * i)
+        j = tf.gather(self.item_table, negatives)
+        loss = self._ranking_loss(u, i, j, items, log_q)
+        reg = self._squared_norms(u, i, j)
         total = loss + self.l2 * reg / tf.cast(tf.size(users), tf.float32)
       self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
       return loss
@@ -133,14 +149,15 @@ class MatrixFactorization(_EmbeddingModel):
 
 class LightGCN(_EmbeddingModel):
   """Layer-0 embeddings propagated `layers` times over the normalised bipartite graph;
-  the final embedding is the mean of the layer-0..L outputs, trained with BPR."""
+  the final embedding is the mean of the layer-0..L outputs, trained with BPR (or
+  loss="softmax")."""
 
   name = "lightgcn"
 
   def __init__(self, dim: int = 64, layers: int = 2, epochs: int = 50,
                batch_size: int = 2048, learning_rate: float = 0.005, l2: float = 1e-4,
-               verbose: bool = False):
-    super().__init__(dim, epochs, batch_size, learning_rate, l2, verbose)
+               loss: str = "bpr", verbose: bool = False):
+    super().__init__(dim, epochs, batch_size, learning_rate, l2, verbose, loss)
     self.layers = layers
 
   def _graph(self, split: Split) -> tf.SparseTensor:
@@ -167,6 +184,7 @@ class LightGCN(_EmbeddingModel):
   def fit(self, split: Split, seed: int = 0) -> None:
     rng = self._init(split, seed)
     graph = self._graph(split)
+    log_q = self._log_q(split)
     n_users = split.n_users
     variables = [self.user_table, self.item_table]
 
@@ -177,11 +195,10 @@ class LightGCN(_EmbeddingModel):
         u = tf.gather(final, users)
         i = tf.gather(final, items + n_users)
         j = tf.gather(final, negatives + n_users)
-        loss = -tf.reduce_mean(tf.math.log_sigmoid(tf.reduce_sum(u * (i - j), axis=1)))
-        u0 = tf.gather(self.user_table, users)
-        i0 = tf.gather(self.item_table, items)
-        j0 = tf.gather(self.item_table, negatives)
-        reg = tf.reduce_sum(u0 * u0) + tf.reduce_sum(i0 * i0) + tf.reduce_sum(j0 * j0)
+        loss = self._ranking_loss(u, i, j, items, log_q)
+        reg = self._squared_norms(tf.gather(self.user_table, users),
+                                  tf.gather(self.item_table, items),
+                                  tf.gather(self.item_table, negatives))
         total = loss + self.l2 * reg / tf.cast(tf.size(users), tf.float32)
       self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
       return loss

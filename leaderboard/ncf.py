@@ -36,6 +36,7 @@ class NCF(_EmbeddingModel):
                negatives: int = 4, epochs: int = 20, batch_size: int = 1024,
                learning_rate: float = 0.001, l2: float = 0.01, verbose: bool = False):
     super().__init__(dim, epochs, batch_size, learning_rate, l2, verbose)
+    self.loss = "bce"  # its own (below), not the shared BPR / softmax
     self.hidden_units = tuple(hidden_units)
     self.negatives = negatives
 

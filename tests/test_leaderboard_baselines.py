@@ -52,7 +52,8 @@ def test_scores_every_item_for_every_row(tiny, model):
     factorization.MatrixFactorization(loss="bpr", epochs=8),
     factorization.MatrixFactorization(loss="softmax", epochs=8, batch_size=256),
     factorization.LightGCN(epochs=8, batch_size=512),
-], ids=["mf-bpr", "mf-softmax", "lightgcn"])
+    factorization.LightGCN(epochs=8, batch_size=512, loss="softmax"),
+], ids=["mf-bpr", "mf-softmax", "lightgcn", "lightgcn-softmax"])
 def test_training_loss_decreases(tiny, model):
   model.fit(tiny, seed=0)
   losses = model.loss_history
