@@ -98,8 +98,8 @@ def evaluate(retrieval_dir: str, ranking_dir: str, train: pd.DataFrame, test: pd
 
 def score_candidates(retrieval, query_inputs: Dict[str, np.ndarray], item_emb: np.ndarray,
                      candidate_lists: Dict[str, list]) -> Dict[str, list]:
-  """The retrieval model's score of each user's candidates, per protocol (None where the
-  list is). Queries are computed a slice of users at a time: all at once they would not
+  """The retrieval model's score of each user's candidates, per protocol (None for a
+  user without a list). Queries are computed a slice of users at a time: all at once they would not
   fit in memory at scale, and a baseline's query is as long as the catalogue."""
   out = {protocol: [None] * len(lists) for protocol, lists in candidate_lists.items()}
   users = len(next(iter(query_inputs.values())))

@@ -6,8 +6,9 @@ serving SavedModel with its top-K index (ScaNN; exact for the baselines).
 Knobs arrive in the Trainer's custom_config (set from the pipeline config file):
 epochs, batch_size, learning_rate, embedding_dim, output_dim, temperature,
 unknown_rate, top_k (two_tower); model_args (the other models' own knobs) and
-history_length (the models that read history: configs.HISTORY_MODELS); seed and data_dir (the canonical data directory, whose
-items.csv is the catalogue the index covers and users.csv the user-feature table).
+history_length (the models that read history: configs.HISTORY_MODELS); seed and data_dir
+(the canonical data directory, whose items.csv is the catalogue the index covers and
+users.csv the user-feature table).
 train_steps, when set, replaces epochs with a step count; 0 trains nothing (a
 deliberately untrained model, useful to prove that validation gates a push). It lives
 in custom_config because TFX reads TrainArgs.num_steps=0 as "unset".
