@@ -1,7 +1,7 @@
 """One real pipeline run on a small synthetic world, for end-to-end tests to share: the
 same LocalDagRunner / Beam / MLMD run as `recsys run`, into a temporary directory."""
 import os
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYNTHETIC_INTERACTIONS = 20000
@@ -21,3 +21,49 @@ def run_small_pipeline(tmp_root) -> Tuple[object, Dict[str, object]]:
       "trainer.epochs": EPOCHS,
   })
   return config, local_runner.run(config)
+
+
+def run_history_model(tmp_root, model: str, history_length: int,
+                      model_args: Dict[str, object] = None) -> Tuple[object, Dict[str, object]]:
+  """Runs configs/demo.yaml on 20k synthetic interactions with `model` (one that reads
+  history) as the retrieval model and the ranking stage off, under tmp_root."""
+  from pipeline import configs, local_runner
+  overrides = {"pipeline_root": os.path.join(str(tmp_root), "pipeline"),
+               "serving_dir": os.path.join(str(tmp_root), "serving"),
+               "synthetic_interactions": SYNTHETIC_INTERACTIONS, "trainer.model": model,
+               "trainer.history_length": history_length, "ranking.enabled": False}
+  if model_args:
+    overrides["trainer.model_args"] = model_args
+  config = configs.load(os.path.join(REPO, "configs", "demo.yaml"), overrides)
+  return config, local_runner.run(config)
+
+
+def planted_next_episodes(seed: int, count: int = 30) -> List[Tuple[str, str]]:
+  """(a series' first episode, its next episode) pairs planted in the synthetic world of
+  SYNTHETIC_INTERACTIONS."""
+  import numpy as np
+  from components.ingest import synthetic
+  _, world = synthetic.generate_with_world(**synthetic.size_for(SYNTHETIC_INTERACTIONS),
+                                           seed=seed)
+  return [(f"i{first}", f"i{world.series_next[first]}")
+          for first in np.flatnonzero(world.series_next >= 0)[:count]]
+
+
+def assert_grpc_history_request_equals_saved_model(serving_dir: str, model) -> None:
+  """A history request over gRPC (tensorflow-serving-api stubs, real socket) returns what
+  the SavedModel's recommend_with_history returns in-process."""
+  import numpy as np
+  import tensorflow as tf
+  from serving.client import PredictionClient
+  from serving.model_server import ModelServer
+  server = ModelServer(serving_dir, port=0).start()
+  try:
+    with PredictionClient(server.address) as client:
+      ids, scores = client.retrieve("anyone", {"hour": 21}, history=["i3", "i7", "i11"])
+  finally:
+    server.stop()
+  direct = model.signatures["recommend_with_history"](
+      history=tf.constant([["i3", "i7", "i11"]]), hour=tf.constant([21], tf.int64),
+      device=tf.constant([""]))
+  assert ids == [i.decode() for i in direct["item_ids"].numpy()[0]]
+  np.testing.assert_allclose(scores, direct["scores"].numpy()[0], rtol=1e-5)

@@ -13,24 +13,18 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from pipeline_run import REPO
+from pipeline_run import (assert_grpc_history_request_equals_saved_model,
+                          planted_next_episodes, run_history_model)
 
 pytestmark = pytest.mark.e2e
 
-SYNTHETIC_INTERACTIONS = 20000
 HISTORY_LENGTH = 20
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-  from pipeline import configs, local_runner
-  root = tmp_path_factory.mktemp("sasrec_run")
-  config = configs.load(os.path.join(REPO, "configs", "demo.yaml"), {
-      "pipeline_root": str(root / "pipeline"), "serving_dir": str(root / "serving"),
-      "synthetic_interactions": SYNTHETIC_INTERACTIONS, "trainer.model": "sasrec",
-      "trainer.history_length": HISTORY_LENGTH, "trainer.model_args": {"epochs": 20},
-      "ranking.enabled": False})
-  return config, local_runner.run(config)
+  return run_history_model(tmp_path_factory.mktemp("sasrec_run"), "sasrec", HISTORY_LENGTH,
+                           {"epochs": 20})
 
 
 @pytest.fixture(scope="module")
@@ -84,22 +78,10 @@ def test_sasrec_is_validated_pushed_and_beats_popularity(run):
   assert metrics["scann_recall@10"] >= 0.95
 
 
-def _next_episodes(config, count=30):
-  """(prefix of a series, its next episode) from the synthetic world's planted series."""
-  from components.ingest import synthetic
-  _, world = synthetic.generate_with_world(**synthetic.size_for(SYNTHETIC_INTERACTIONS),
-                                           seed=config.seed)
-  pairs = []
-  for first in np.flatnonzero(world.series_next >= 0):
-    nxt = world.series_next[first]
-    pairs.append(([f"i{first}"], f"i{nxt}"))
-  return pairs[:count]
-
-
 def test_history_request_follows_the_planted_series(run, model):
   config, _ = run
-  pairs = _next_episodes(config)
-  history = np.array([prefix for prefix, _ in pairs], dtype=object)
+  pairs = planted_next_episodes(config.seed)
+  history = np.array([[first] for first, _ in pairs], dtype=object)
   out = model.signatures["recommend_with_history"](
       history=tf.constant(history), hour=tf.fill([len(pairs)], tf.constant(-1, tf.int64)),
       device=tf.fill([len(pairs)], ""))
@@ -121,17 +103,5 @@ def test_padding_side_and_stored_history(run, model):
 
 
 def test_grpc_history_request_equals_the_saved_model(run, model):
-  from serving.client import PredictionClient
-  from serving.model_server import ModelServer
   config, _ = run
-  server = ModelServer(config.serving_dir, port=0).start()
-  try:
-    with PredictionClient(server.address) as client:
-      ids, scores = client.retrieve("anyone", {"hour": 21}, history=["i3", "i7", "i11"])
-  finally:
-    server.stop()
-  direct = model.signatures["recommend_with_history"](
-      history=tf.constant([["i3", "i7", "i11"]]), hour=tf.constant([21], tf.int64),
-      device=tf.constant([""]))
-  assert ids == [i.decode() for i in direct["item_ids"].numpy()[0]]
-  np.testing.assert_allclose(scores, direct["scores"].numpy()[0], rtol=1e-5)
+  assert_grpc_history_request_equals_saved_model(config.serving_dir, model)
