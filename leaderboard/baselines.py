@@ -20,6 +20,8 @@ ranking. The pipeline exports them in exactly this form (trainer/retrieval_model
 """
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
@@ -56,9 +58,9 @@ class ItemItemModel(Recommender):
 
   query_window = None  # None: every history item once; k: the last k, weighted 1/d
 
+  @abc.abstractmethod
   def item_item_matrix(self) -> np.ndarray:
     """Dense float32 [n_items, n_items]: score of item j for history item i at [i, j]."""
-    raise NotImplementedError
 
   def _with_tie_breaker(self, scores) -> np.ndarray:
     return np.asarray(scores, dtype=np.float32) + self.tie_breaker * self.popularity[None, :]
