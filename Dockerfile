@@ -1,8 +1,9 @@
 # The pipeline image for Kubeflow (kubeflow/README.md): the TFX base image, which holds
 # the executor entry point every task of the compiled spec runs
 # (python -m tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor),
-# plus this project at /pipeline (configs/kubeflow.yaml: image_repo_root) with the same
-# pinned stack as the local .venv.
+# plus this project installed as the one package recsys_tfx, with the same pinned stack
+# as the local .venv; its source (configs, schemas) also stays at /pipeline
+# (configs/kubeflow.yaml: image_repo_root).
 #
 #   docker build -t gcr.io/my-project/recsys-tfx:0.1.0 .
 #   docker push gcr.io/my-project/recsys-tfx:0.1.0
@@ -23,11 +24,13 @@ RUN python -m pip install --no-cache-dir -r requirements.txt
 
 COPY --from=beam /opt/apache/beam /opt/apache/beam
 COPY . .
-RUN python -m pip install --no-cache-dir --no-deps -e .
+RUN python -m pip install --no-cache-dir --no-deps .
 
-ENV PYTHONPATH=/pipeline \
-    TF_USE_LEGACY_KERAS=1 \
-    TF_CPP_MIN_LOG_LEVEL=2
+# What cli/env.py sets for the `recsys` command, for every process of the image:
+# KFP tasks start TFX's executor entry point, not ours, and Beam workers start through boot.
+ENV TF_USE_LEGACY_KERAS=1 \
+    TF_CPP_MIN_LOG_LEVEL=3 \
+    GLOG_minloglevel=2
 # Beam workers start through boot; KFP tasks name their own command, so this does not
 # affect them.
 ENTRYPOINT ["/opt/apache/beam/boot"]

@@ -3,8 +3,9 @@
 PYTHON310 ?= $(shell ls -d $$(pyenv root 2>/dev/null)/versions/3.10.*/bin/python 2>/dev/null | tail -1)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-export TF_USE_LEGACY_KERAS := 1
-export TF_CPP_MIN_LOG_LEVEL := 2
+# Editable by default, so edits take effect without reinstalling; CI installs a built
+# wheel instead (INSTALL=.), so the tests exercise the package as users get it.
+INSTALL ?= -e .
 
 .PHONY: setup demo test test-fast serve recommend bench clean
 
@@ -13,7 +14,9 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	$(PYTHON310) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -r requirements.txt
-	$(PY) -m pip install --no-deps -e .
+	@# setuptools' build chatter goes to a log; shown only if the install fails
+	$(PY) -m pip install --no-deps $(INSTALL) > $(VENV)/install-project.log 2>&1 || \
+	  { cat $(VENV)/install-project.log; exit 1; }
 	touch $@
 
 setup: $(VENV)/.installed

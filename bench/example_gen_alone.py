@@ -8,11 +8,13 @@ Prints seconds and peak RSS: of the process tree (summed), of this process (Beam
 runner, which holds grouped data between stages) and of the largest worker. To compare
 with an earlier version of the component, run the same command with that version first
 on the path, e.g. `git worktree add /tmp/before <commit>` and
-`PYTHONPATH=/tmp/before python bench/example_gen_alone.py`; each run also reports a
+the other version's own venv (`/tmp/before/.venv/bin/python bench/example_gen_alone.py`,
+both installed with `pip install -e`); each run also reports a
 digest of its output (order-independent), so two versions can be checked to write the
 same examples.
 """
 import argparse
+import dataclasses
 import glob
 import hashlib
 import json
@@ -24,16 +26,21 @@ import time
 
 import psutil
 
-# Appended, not prepended, so that PYTHONPATH can put another version of the repo first.
-sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from recsys_tfx import env
+
+env.configure()  # a script is an entry point: set before TensorFlow loads
 
 from google.protobuf import json_format  # noqa: E402
 from tfx.proto import example_gen_pb2  # noqa: E402
 from tfx.types import standard_artifacts  # noqa: E402
 
-from components import time_split_example_gen as example_gen  # noqa: E402
-from components.ingest import dataset, sources  # noqa: E402
-from pipeline import configs  # noqa: E402
+from recsys_tfx.components.ingest import sources  # noqa: E402
+from recsys_tfx.components.time_split_example_gen import component as example_gen  # noqa: E402
+from recsys_tfx.components.time_split_example_gen import executor as example_gen_executor  # noqa: E402,E501
+from recsys_tfx.components.time_split_example_gen.options import Options  # noqa: E402
+from recsys_tfx.pipeline import configs  # noqa: E402
+from recsys_tfx.schema import canonical as dataset  # noqa: E402
+from recsys_tfx.schema.time_split import SPLITS  # noqa: E402
 
 GIB = 2 ** 30
 
@@ -73,7 +80,7 @@ def output_digest(out: str) -> dict:
   (feature maps serialize in no fixed order, so the bytes alone would differ)."""
   import tensorflow as tf
   digests = {}
-  for split in example_gen.SPLITS:
+  for split in SPLITS:
     files = sorted(glob.glob(os.path.join(out, f"Split-{split}", "*")))
     rows = sorted(
         repr(sorted((k, list(v.bytes_list.value) or list(v.int64_list.value)
@@ -97,7 +104,7 @@ def main(argv=None) -> int:
   shutil.rmtree(examples_dir, ignore_errors=True)
   examples = standard_artifacts.Examples()
   examples.uri = examples_dir
-  executor = example_gen.Executor(example_gen.Executor.Context(
+  executor = example_gen_executor.Executor(example_gen_executor.Executor.Context(
       beam_pipeline_args=configs.PipelineConfig().beam_args))
   schema_file = configs.PipelineConfig().schema_file(data.schema_name)
   print(f"{args.interactions:,} interactions, history {args.history}: running ...", flush=True)
@@ -108,9 +115,8 @@ def main(argv=None) -> int:
         "input_config": json_format.MessageToJson(example_gen.input_config()),
         "output_config": json_format.MessageToJson(example_gen.output_config()),
         "output_data_format": example_gen_pb2.FORMAT_TF_EXAMPLE,
-        "custom_config": json.dumps({"seed": 0, "schema_file": schema_file,
-                                     "min_interactions_to_hold_out": 3,
-                                     "history_length": args.history})})
+        "custom_config": json.dumps(dataclasses.asdict(
+            Options(schema_file, seed=0, history_length=args.history)))})
   seconds = time.monotonic() - start
   print(json.dumps({"interactions": args.interactions, "seconds": round(seconds, 1),
                     "peak_gib_tree": round(peak.tree / GIB, 2),

@@ -43,13 +43,13 @@ import time
 from concurrent import futures
 from typing import Callable, Dict, List
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)  # run as a script from anywhere
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from recsys_tfx import env
+
+env.configure()  # a script is an entry point: set before TensorFlow loads
 
 import numpy as np  # noqa: E402
 
-from trainer.export import SCANN_NAMESPACE, scann_config  # noqa: E402 (sets legacy Keras)
+from recsys_tfx.trainer.export import SCANN_NAMESPACE, scann_config  # noqa: E402
 
 import scann  # noqa: E402,F401  (registers the Scann ops, so the SavedModels load)
 import tensorflow as tf  # noqa: E402

@@ -30,10 +30,11 @@ import threading
 import time
 from typing import Callable, Dict, List, Tuple
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)  # run as a script from anywhere: `serving` is a top-level package
+from recsys_tfx import env
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+env.configure()  # a script is an entry point: set before TensorFlow loads
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONTEXTS = [{"hour": h, "device": d} for h in (-1, 8, 13, 21, 23) for d in ("", "tv", "mobile")]
 TARGET_RECOMMEND_P99_MS = 20.0
 TARGET_OVERHEAD = 1.2
@@ -46,7 +47,7 @@ def start_server(model_base: str, log_path: str,
                  max_workers: int) -> Tuple[subprocess.Popen, str]:
   """`recsys serve` in its own process on a free port; returns (process, host:port)."""
   ready = os.path.join(tempfile.mkdtemp(prefix="bench-server-"), "ready.json")
-  command = [sys.executable, "-m", "serving.cli_commands", "serve", "--model-base", model_base,
+  command = [sys.executable, "-m", "recsys_tfx.cli", "serve", "--model-base", model_base,
              "--port", "0", "--ready-file", ready, "--max-workers", str(max_workers)]
   with open(log_path, "w") as log:
     process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
@@ -106,11 +107,11 @@ def scenarios(target: str, model_base: str, data_dir: str):
   import tensorflow as tf
   from tensorflow_serving.apis import predict_pb2
 
-  from serving import model_manager, signature_runner
-  from serving.catalogue import Catalogue
-  from serving.client import PredictionClient, encode
-  from serving.funnel import Funnel
-  from serving.servable import load_servable
+  from recsys_tfx.serving import model_manager, signature_runner
+  from recsys_tfx.serving.catalogue import Catalogue
+  from recsys_tfx.serving.client import PredictionClient, encode
+  from recsys_tfx.serving.funnel import Funnel
+  from recsys_tfx.serving.servable import load_servable
 
   client = PredictionClient(target, timeout=30)
   catalogue = Catalogue.from_canonical(data_dir) if data_dir else None

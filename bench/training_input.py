@@ -37,16 +37,17 @@ import sys
 import time
 from typing import Callable, Dict, List
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)  # run as a script from anywhere
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from recsys_tfx import env
+
+env.configure()  # a script is an entry point: set before TensorFlow loads
 
 import numpy as np  # noqa: E402
 
-from trainer import features as feats  # noqa: E402  (first: sets legacy Keras)
-from trainer import task  # noqa: E402
-from trainer.model import ModelConfig, TwoTowerModel  # noqa: E402
-from trainer.preprocessing import NUM_OOV_BUCKETS  # noqa: E402
+from recsys_tfx.schema import features as feats  # noqa: E402
+from recsys_tfx.trainer import task  # noqa: E402
+from recsys_tfx.trainer.config import TwoTowerConfig  # noqa: E402
+from recsys_tfx.trainer.models.two_tower import TwoTowerModel  # noqa: E402
+from recsys_tfx.trainer.preprocessing import NUM_OOV_BUCKETS  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
@@ -167,7 +168,7 @@ def item_counts(fn_args, files, tft_output, vocab_sizes) -> np.ndarray:
 
 
 def new_model(all_features, vocab_sizes, counts, learning_rate: float, jit: bool):
-  model = TwoTowerModel(all_features, vocab_sizes, counts, ModelConfig(learning_rate=learning_rate))
+  model = TwoTowerModel(all_features, vocab_sizes, counts, TwoTowerConfig(learning_rate=learning_rate))
   model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=learning_rate),
                 jit_compile=jit)
   return model

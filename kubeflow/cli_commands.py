@@ -3,7 +3,7 @@
   recsys kubeflow compile [--config configs/kubeflow.yaml] [--output build/kubeflow/p.json]
   recsys kubeflow schedule --host URL [--cron "0 3 * * *"] [--dry-run] [--spec FILE]
 
-Hooked into pipeline/cli.py by `add_commands(sub)`.
+Hooked into cli/cli.py by `add_commands(sub)`.
 """
 import argparse
 import json
@@ -44,7 +44,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args):
-  from kubeflow import config as kf_config
+  from recsys_tfx.kubeflow import config as kf_config
   overrides = {"image": args.image, "pipeline_root": args.pipeline_root}
   if getattr(args, "output", None):
     overrides["output"] = args.output
@@ -57,10 +57,10 @@ def _load(args):
 
 
 def _errors():
-  from kubeflow.compile import CompileError
-  from kubeflow.cron import CronError
-  from kubeflow.kfp_api import KfpError
-  from pipeline.configs import ConfigError
+  from recsys_tfx.kubeflow.compile import CompileError
+  from recsys_tfx.kubeflow.cron import CronError
+  from recsys_tfx.kubeflow.kfp_api import KfpError
+  from recsys_tfx.pipeline.configs import ConfigError
   return (CompileError, CronError, KfpError, ConfigError)
 
 
@@ -70,7 +70,7 @@ def _fail(e: Exception) -> int:
 
 
 def _compile(args) -> int:
-  from kubeflow import compile as kf_compile
+  from recsys_tfx.kubeflow import compile as kf_compile
   try:
     config = _load(args)
     spec = kf_compile.compile_spec(config)
@@ -85,7 +85,7 @@ def _compile(args) -> int:
 
 def _read_spec(path: str) -> dict:
   import yaml
-  from kubeflow.kfp_api import KfpError
+  from recsys_tfx.kubeflow.kfp_api import KfpError
   if not os.path.exists(path):
     raise KfpError(f"spec file {path} does not exist: run `recsys kubeflow compile` first")
   with open(path) as f:
@@ -96,8 +96,8 @@ def _read_spec(path: str) -> dict:
 
 
 def _schedule(args) -> int:
-  from kubeflow import cron, kfp_api
-  from kubeflow import schedule as kf_schedule
+  from recsys_tfx.kubeflow import cron, kfp_api
+  from recsys_tfx.kubeflow import schedule as kf_schedule
   try:
     config = _load(args)
     kfp_api.check_host(args.host)
@@ -105,7 +105,7 @@ def _schedule(args) -> int:
     if args.spec:
       spec = _read_spec(args.spec)
     else:
-      from kubeflow import compile as kf_compile
+      from recsys_tfx.kubeflow import compile as kf_compile
       spec = kf_compile.compile_spec(config)
     token = os.environ.get(TOKEN_ENV)
     if args.dry_run:

@@ -15,9 +15,9 @@ from typing import Any, Dict
 
 import yaml
 
-from kubeflow.config import KubeflowConfig
-from pipeline import configs
-from pipeline.configs import REPO_ROOT, PipelineConfig
+from recsys_tfx.pipeline import configs
+from recsys_tfx.kubeflow.config import REPO_ROOT, KubeflowConfig
+from recsys_tfx.pipeline.configs import PipelineConfig
 
 
 class CompileError(ValueError):
@@ -35,7 +35,7 @@ def _find(path: str) -> str:
 
 
 def build_pipeline(kf: KubeflowConfig):
-  from pipeline.pipeline import create_pipeline  # imports TFX and TensorFlow
+  from recsys_tfx.pipeline.pipeline import create_pipeline  # imports TFX and TensorFlow
   pipeline = create_pipeline(remote_pipeline_config(kf), kf.data_dir, kf.local_schema_file(),
                              beam_args=list(kf.beam_args))
   _relocate_repo_paths(pipeline, kf.image_repo_root)

@@ -9,8 +9,12 @@ import os
 from typing import Any, Dict, List, Optional
 
 
-from pipeline import configs
-from pipeline.configs import REPO_ROOT, ConfigError
+from recsys_tfx.pipeline import configs
+from recsys_tfx.pipeline.configs import ConfigError
+from recsys_tfx.schema.features import SCHEMA_DIR
+
+# The folder holding schema/ (the checkout; the Dockerfile copies it to image_repo_root).
+REPO_ROOT = os.path.dirname(SCHEMA_DIR)
 
 REMOTE_SCHEMES = ("gs://", "s3://", "hdfs://", "abfs://", "abfss://", "az://", "minio://")
 

@@ -11,9 +11,9 @@ from typing import Any, Dict, List
 
 import yaml
 
-from kubeflow import cron
-from kubeflow.config import ScheduleConfig
-from kubeflow.kfp_api import KfpClient, KfpError
+from recsys_tfx.kubeflow import cron
+from recsys_tfx.kubeflow.config import ScheduleConfig
+from recsys_tfx.kubeflow.kfp_api import KfpClient, KfpError
 
 
 @dataclasses.dataclass

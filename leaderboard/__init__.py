@@ -1,1 +1,2 @@
-"""`recsys benchmark`: many retrieval models, one time-ordered split, one leaderboard."""
+"""`recsys benchmark`: the models of trainer/models/ fitted on one time-ordered split and
+scored the same way, one leaderboard. A consumer of the trainer: it defines no model."""

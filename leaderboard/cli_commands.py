@@ -2,12 +2,13 @@
 import os
 import sys
 
-from leaderboard import run as leaderboard_run
+from recsys_tfx.leaderboard import run as leaderboard_run
+from recsys_tfx.trainer import registry
 
 
 def _benchmark(args) -> int:
-  from components.ingest import sources
-  from components.ingest.dataset import DataError
+  from recsys_tfx.components.ingest import sources
+  from recsys_tfx.schema.canonical import DataError
   try:
     models = leaderboard_run.parse_models(args.models)
     settings = leaderboard_run.parse_settings(args.set or [])
@@ -38,8 +39,8 @@ def add_commands(sub) -> None:
       "benchmark", help="train many retrieval models on one time split: a leaderboard")
   bench.add_argument("--data", default="synthetic",
                      help="synthetic[:<n>] | movielens:<dir> | csv:<file or dir>")
-  bench.add_argument("--models", default=",".join(leaderboard_run.DEFAULT_MODELS),
-                     help=f"comma-separated, from: {', '.join(leaderboard_run.MODELS)}")
+  bench.add_argument("--models", default=",".join(registry.LEADERBOARD_DEFAULT),
+                     help=f"comma-separated, from: {', '.join(registry.MODELS)}")
   bench.add_argument("--set", action="append", metavar="MODEL.PARAM=VALUE",
                      help="a model's constructor argument, e.g. sasrec.epochs=5 (repeatable)")
   bench.add_argument("--synthetic-interactions", type=int, help="size of the synthetic world")

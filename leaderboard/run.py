@@ -1,41 +1,25 @@
 """Trains a list of models on one split and ranks them: the leaderboard.
 
-Every row uses the same split (leaderboard/protocol.py), the same seed, the same
+Every row uses the same split (trainer/models/protocol.py), the same seed, the same
 held-out items and the same sampled negatives. Output: a printed table, and
 leaderboard.csv / leaderboard.json / leaderboard.png in the output directory.
 """
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import inspect
 import json
 import os
 import time
-from typing import Callable, Dict, List, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 import pandas as pd
 
-from leaderboard import protocol
+from recsys_tfx.leaderboard import scoring
+from recsys_tfx.trainer import metrics, registry
+from recsys_tfx.trainer.models import protocol
 
-# name -> (module, class). Imported only when asked for: the TensorFlow models take
-# seconds to import and the baselines need none of it.
-MODELS: Dict[str, tuple] = {
-    "popularity": ("leaderboard.baselines", "Popularity"),
-    "itemknn": ("leaderboard.baselines", "ItemKNN"),
-    "ease": ("leaderboard.baselines", "EASE"),
-    "transitions": ("leaderboard.baselines", "Transitions"),
-    "mf": ("leaderboard.factorization", "MatrixFactorization"),
-    "lightgcn": ("leaderboard.factorization", "LightGCN"),
-    "two_tower": ("leaderboard.two_tower", "TwoTower"),
-    "sasrec": ("leaderboard.sequential", "SASRec"),
-    "bert4rec": ("leaderboard.sequential", "BERT4Rec"),
-    "ncf": ("leaderboard.ncf", "NCF"),
-}
-# ncf is asked for by name (`--models ...,ncf`): a check of a published claim, and not
-# robust enough to be a default (leaderboard/ncf.py).
-DEFAULT_MODELS = ("popularity", "itemknn", "ease", "transitions", "mf", "two_tower", "sasrec",
-                  "bert4rec", "lightgcn")
 COLUMNS = ("model", "hr@10", "ndcg@10", "sampled_hr@10", "sampled_ndcg@10", "fit_seconds",
            "parameters")
 
@@ -57,9 +41,10 @@ class Row:
 
 def parse_models(text: str) -> List[str]:
   names = [n.strip() for n in text.split(",") if n.strip()]
-  unknown = [n for n in names if n not in MODELS]
+  unknown = [n for n in names if n not in registry.MODELS]
   if unknown or not names:
-    raise ValueError(f"unknown model(s) {unknown or text!r}: choose from {', '.join(MODELS)}")
+    raise ValueError(f"unknown model(s) {unknown or text!r}: choose from "
+                     f"{', '.join(registry.MODELS)}")
   return list(dict.fromkeys(names))
 
 
@@ -71,7 +56,7 @@ def parse_settings(pairs: Sequence[str]) -> Dict[str, Dict[str, object]]:
     model, dot, param = key.partition(".")
     if not sep or not dot or not param:
       raise ValueError(f"--set {pair!r}: expected <model>.<parameter>=<value>")
-    if model not in MODELS:
+    if model not in registry.MODELS:
       raise ValueError(f"--set {pair!r}: unknown model {model!r}")
     out.setdefault(model, {})[param] = _literal(value)
   return out
@@ -88,20 +73,16 @@ def _literal(value: str):
 
 def build_model(name: str, schema_name: str, settings: Dict[str, object],
                 verbose: bool) -> protocol.Recommender:
-  module, cls = MODELS[name]
-  factory: Callable = getattr(importlib.import_module(module), cls)
+  factory = registry.model_class(name)
   kwargs = dict(settings)
   if name == "two_tower":
     kwargs["schema_name"] = schema_name
+  if "verbose" in inspect.signature(factory).parameters:
+    kwargs["verbose"] = verbose
   try:
-    return factory(verbose=verbose, **kwargs) if _accepts_verbose(factory) else factory(**kwargs)
+    return factory(**kwargs)
   except TypeError as e:
     raise ValueError(f"--set for {name}: {e}") from None
-
-
-def _accepts_verbose(factory) -> bool:
-  import inspect
-  return "verbose" in inspect.signature(factory).parameters
 
 
 def evaluate(name: str, model: protocol.Recommender, split: protocol.Split,
@@ -109,9 +90,10 @@ def evaluate(name: str, model: protocol.Recommender, split: protocol.Split,
   start = time.time()
   model.fit(split, seed=seed)
   fit_seconds = time.time() - start
-  ranks = protocol.rank_rows(split, model, negatives)
-  return Row(name, protocol.hit_rate(ranks.full), protocol.ndcg(ranks.full),
-             protocol.hit_rate(ranks.sampled), protocol.ndcg(ranks.sampled), fit_seconds,
+  ranks = scoring.rank_rows(split, model, negatives)
+  k = scoring.K
+  return Row(name, metrics.hit_rate(ranks.full, k), metrics.ndcg(ranks.full, k),
+             metrics.hit_rate(ranks.sampled, k), metrics.ndcg(ranks.sampled, k), fit_seconds,
              model.num_parameters())
 
 
@@ -121,7 +103,7 @@ def run(data, model_names: Sequence[str], seed: int = 0,
   """Fits and scores each model in turn on `data`'s time split."""
   settings = settings or {}
   split = protocol.make_split(data, seed=seed)
-  negatives = protocol.sampled_negatives(split, seed=seed)
+  negatives = scoring.sampled_negatives(split, seed=seed)
   log(f"{data.name}: {split.n_users} users, {split.n_items} items, {len(split.fit_items):,} "
       f"fit interactions, {len(split.test_users)} held-out (each user's last)")
   rows = []

@@ -5,24 +5,24 @@ model, found through ML Metadata), trains each architecture with the pipeline's 
 ranking run_fn, and scores all of them with the RankingEvaluator's protocols on the same
 held-out users and the same candidates — so the rows differ only in the ranker.
 """
+import dataclasses
 import json
 import os
 import tempfile
 import time
 from typing import Dict, List
 
-import tensorflow as tf
 from tfx.components.trainer import fn_args_utils
 from tfx.proto import trainer_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import io_utils, proto_utils
 
-from components import ranking_evaluator
-from components.retrieval_evaluator import read_split
-from pipeline import summary
-from pipeline.pipeline import ranking_custom_config
-from trainer import features as feats
-from trainer import ranking, ranking_task
+from recsys_tfx.components import evaluation_data
+from recsys_tfx.components.ranking_evaluator import executor as ranking_evaluator
+from recsys_tfx.pipeline import summary
+from recsys_tfx.pipeline.pipeline import ranking_custom_config
+from recsys_tfx.trainer import ranking_task
+from recsys_tfx.trainer.config import ARCHITECTURES
 
 
 def _artifact(store, type_name: str, producer: str, cls):
@@ -62,30 +62,29 @@ def train_ranker(inputs, custom_config: Dict[str, object], out_dir: str) -> str:
 
 
 def compare(config, architectures: List[str], out_root: str = None) -> Dict[str, Dict[str, float]]:
+  """Trains and scores each architecture; the models go under `out_root`, or a temporary
+  directory removed afterwards."""
   for name in architectures:
-    if name not in ranking.ARCHITECTURES:
-      raise ValueError(f"unknown architecture {name!r}; expected some of {ranking.ARCHITECTURES}")
+    if name not in ARCHITECTURES:
+      raise ValueError(f"unknown architecture {name!r}; expected some of {ARCHITECTURES}")
+  if out_root is None:
+    with tempfile.TemporaryDirectory(prefix="compare-rankers-") as tmp:
+      return compare(config, architectures, tmp)
   store = summary.open_store(config.metadata_path)
   inputs = run_inputs(store)
   data_dir = summary.latest_data_dir(store)
-  schema_features = feats.load_features(io_utils.get_only_uri_in_dir(inputs["schema"].uri))
-  context = [f.name for f in feats.by_role(schema_features, "context")]
-  train = read_split(inputs["examples"], "train",
-                     {feats.USER_ID: tf.string, feats.ITEM_ID: tf.string})
-  test = read_split(inputs["examples"], "test", {
-      feats.USER_ID: tf.string, feats.ITEM_ID: tf.string,
-      **{f.name: tf.as_dtype(f.dtype) for f in feats.by_role(schema_features, "context")}})
+  held_out = evaluation_data.read_held_out(
+      inputs["examples"], io_utils.get_only_uri_in_dir(inputs["schema"].uri))
   retrieval_dir = os.path.join(inputs["retrieval"].uri, "Format-Serving")
-  out_root = out_root or tempfile.mkdtemp(prefix="compare-rankers-")
   results = {}
   for name in architectures:
     print(f"-> training {name}", flush=True)
     start = time.time()
-    custom_config = {**ranking_custom_config(config, data_dir), "architecture": name}
+    ranking = dataclasses.replace(config.ranking, architecture=name)
+    custom_config = ranking_custom_config(dataclasses.replace(config, ranking=ranking), data_dir)
     model_dir = train_ranker(inputs, custom_config, os.path.join(out_root, name))
     seconds = time.time() - start
-    metrics = ranking_evaluator.evaluate(retrieval_dir, model_dir, train, test, context,
-                                         config.seed)
+    metrics = ranking_evaluator.evaluate(retrieval_dir, model_dir, held_out, config.seed)
     metrics["train_seconds"] = seconds
     results[name] = metrics
     print(f"<- {name}: rerank NDCG@10 {metrics['rerank/ranker/ndcg@10']:.4f} "

@@ -8,14 +8,13 @@ import os
 import time
 from typing import Dict
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from tfx import v1 as tfx
 
-from tfx import v1 as tfx  # noqa: E402
-
-from components.ingest import dataset, sources  # noqa: E402
-from pipeline import configs, progress, summary  # noqa: E402
-from pipeline.pipeline import create_pipeline  # noqa: E402
-from trainer import features as feats  # noqa: E402
+from recsys_tfx.components.ingest import sources
+from recsys_tfx.pipeline import configs, progress, summary
+from recsys_tfx.pipeline.pipeline import create_pipeline
+from recsys_tfx.schema import canonical as dataset
+from recsys_tfx.schema import features as feats
 
 
 def check_data_matches_schema(data: dataset.InteractionData, schema_file: str) -> None:

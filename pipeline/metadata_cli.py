@@ -3,7 +3,7 @@
 Reads the SQLite store of a local run (--metadata FILE, or --pipeline-root DIR for
 DIR/metadata.sqlite; default runs/demo/metadata.sqlite) or a MySQL store
 (--mysql-config FILE with host, port, database, user, password). Hooked into
-pipeline/cli.py by `add_commands(sub)`.
+cli/cli.py by `add_commands(sub)`.
 """
 import argparse
 import json
@@ -42,7 +42,7 @@ def _store_args(parser: argparse.ArgumentParser) -> None:
 
 def _snapshot(args):
   os.environ.setdefault("GLOG_minloglevel", "3")  # MLMD's C++ log would repeat our error
-  from pipeline import metadata
+  from recsys_tfx.pipeline import metadata
   if args.mysql_config:
     store = metadata.connect_mysql(metadata.read_mysql_config(args.mysql_config))
   elif args.pipeline_root:
@@ -55,7 +55,7 @@ def _snapshot(args):
 def _command(render):
   """Opens the store, runs the query, prints JSON or the table; errors in one line."""
   def run(args) -> int:
-    from pipeline.metadata import MetadataError
+    from recsys_tfx.pipeline.metadata import MetadataError
     try:
       result, text = render(args, _snapshot(args))
     except MetadataError as e:
@@ -75,7 +75,7 @@ def table(headers: Sequence[str], rows: List[Sequence[Any]]) -> str:
 
 @_command
 def _runs(args, snap):
-  from pipeline import metadata
+  from recsys_tfx.pipeline import metadata
   result = metadata.runs(snap)
   rows = [[r["run_id"], r["pipeline"], r["status"], r["started"], r["finished"],
            len(r["components"]) - len(r["cached"]), len(r["cached"]), len(r["not_run"])]
@@ -97,7 +97,7 @@ def _components(run: Dict[str, Any]) -> str:
 
 @_command
 def _models(args, snap):
-  from pipeline import metadata
+  from recsys_tfx.pipeline import metadata
   result = metadata.models(snap)
   lines = []
   for m in result:
@@ -115,7 +115,7 @@ def _models(args, snap):
 
 @_command
 def _lineage(args, snap):
-  from pipeline import metadata
+  from recsys_tfx.pipeline import metadata
   result = metadata.lineage(snap, args.model_id)
   model = result["model"]
   out = [f"Model {model['id']} from {model['producer']} (run {model['run_id']}): {model['uri']}"]
@@ -148,7 +148,7 @@ def _lineage(args, snap):
 
 @_command
 def _artifacts(args, snap):
-  from pipeline import metadata
+  from recsys_tfx.pipeline import metadata
   result = metadata.artifacts(snap, args.type_name)
   rows = [[a["id"], a["producer"], a["run_id"], a["created"], a["state"], a["uri"]]
           for a in result]

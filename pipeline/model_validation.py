@@ -21,7 +21,7 @@ from typing import Dict, List
 
 import tensorflow_model_analysis as tfma
 
-from components import tfma_metrics
+from recsys_tfx.components import tfma_metrics
 
 METRICS_MODULE = tfma_metrics.__name__
 RANK_METRICS = ("hit_rate", "ndcg", "recall", "map")

@@ -14,35 +14,31 @@ from typing import List, Optional
 
 from tfx import v1 as tfx
 
-from components import time_split_example_gen as example_gen_lib
-from components.anomaly_gate import AnomalyGate
-from components.blessing_report import BlessingReport
-from components.retrieval_evaluator import RetrievalEvaluator
-from components.ranking_eval_examples import RankingEvalExamples
-from components.ranking_evaluator import RankingEvaluator
-from pipeline import configs, model_validation
-from pipeline.configs import PipelineConfig
-from trainer import features as feats
+from recsys_tfx.components.anomaly_gate.component import AnomalyGate
+from recsys_tfx.components.blessing_report.component import BlessingReport
+from recsys_tfx.components.ranking_eval_examples.component import RankingEvalExamples
+from recsys_tfx.components.ranking_evaluator.component import RankingEvaluator
+from recsys_tfx.components.retrieval_evaluator.component import RetrievalEvaluator
+from recsys_tfx.components.time_split_example_gen.component import TimeSplitExampleGen
+from recsys_tfx.pipeline import configs, model_validation
+from recsys_tfx.pipeline.configs import PipelineConfig
+from recsys_tfx.schema import features as feats
+from recsys_tfx.trainer import config as trainer_config
 
-PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
-RUN_FN = "trainer.task.run_fn"
-RANKING_RUN_FN = "trainer.ranking_task.run_fn"
+PREPROCESSING_FN = "recsys_tfx.trainer.preprocessing.preprocessing_fn"
+RUN_FN = "recsys_tfx.trainer.task.run_fn"
+RANKING_RUN_FN = "recsys_tfx.trainer.ranking_task.run_fn"
 IN_PROCESS_BEAM = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
 
 def trainer_custom_config(config: PipelineConfig, data_dir: str) -> dict:
-  t = config.trainer
-  return {**t.__dict__, "hidden_units": list(t.hidden_units), "seed": config.seed,
-          "data_dir": data_dir,
-          "min_interactions_to_hold_out": config.min_interactions_to_hold_out}
+  return trainer_config.to_custom_config(trainer_config.RetrievalRun(
+      config.trainer, config.seed, data_dir, config.min_interactions_to_hold_out))
 
 
 def ranking_custom_config(config: PipelineConfig, data_dir: str) -> dict:
-  r = config.ranking
-  return {**r.ranker_fields(), "epochs": r.epochs, "train_steps": r.train_steps,
-          "batch_size": r.batch_size, "negative_ratio": r.negative_ratio,
-          "negative_sampling": r.negative_sampling,
-          "features": r.features, "seed": config.seed, "data_dir": data_dir}
+  return trainer_config.to_custom_config(
+      trainer_config.RankingRun(config.ranking, config.seed, data_dir))
 
 
 def _trainer(name: str, run_fn: str, transform, schema_gen, custom_config: dict):
@@ -90,13 +86,10 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
                     metadata_connection_config=None,
                     beam_args: Optional[List[str]] = None) -> tfx.dsl.Pipeline:
   configs.validate_against_schema(config, feats.load_features(schema_file), schema_file)
-  example_gen = example_gen_lib.TimeSplitExampleGen(
-      input_base=data_dir,
-      input_config=example_gen_lib.input_config(),
-      output_config=example_gen_lib.output_config(),
-      custom_config={"seed": config.seed, "schema_file": schema_file,
-                     "min_interactions_to_hold_out": config.min_interactions_to_hold_out,
-                     "history_length": config.history_length})
+  example_gen = TimeSplitExampleGen(
+      input_base=data_dir, schema_file=schema_file, seed=config.seed,
+      min_interactions_to_hold_out=config.min_interactions_to_hold_out,
+      history_length=config.history_length)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
   schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
   example_validator = tfx.components.ExampleValidator(

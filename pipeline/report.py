@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Tuple
 
 import tensorflow_model_analysis as tfma
 
-from pipeline import summary
+from recsys_tfx.pipeline import summary
 
 SliceKey = Tuple
 Metrics = Dict[SliceKey, Dict[str, float]]
@@ -60,6 +60,16 @@ def load_metrics(evaluation_uri: str) -> Dict[str, Metrics]:
   return out
 
 
+def retrieval_model_name(store, run_id: str) -> str:
+  """The retrieval model the run trained (trainer.model), from its training.json."""
+  model_run = run_artifact(store, run_id, "ModelRun", "RetrievalTrainer")
+  path = os.path.join(model_run.uri, "training.json") if model_run is not None else ""
+  if not path or not os.path.exists(path):
+    return "retrieval model"
+  with open(path) as f:
+    return json.load(f).get("model", "retrieval model")
+
+
 def slice_name(key: SliceKey) -> str:
   return ", ".join(f"{c}={v}" for c, v in key) or "overall"
 
@@ -97,7 +107,7 @@ def worst_slice(metrics: Metrics, metric: str) -> Optional[Tuple[str, float]]:
 
 
 def plot(metrics: Dict[str, Metrics], popularity: Optional[Dict[str, float]], ks: List[int],
-         out_dir: str) -> List[str]:
+         out_dir: str, model: str = "retrieval model") -> List[str]:
   import matplotlib
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt
@@ -108,7 +118,7 @@ def plot(metrics: Dict[str, Metrics], popularity: Optional[Dict[str, float]], ks
     for model_name, per_slice in metrics.items():
       overall = per_slice[()]
       ax.plot(ks, [overall.get(f"{metric}@{k}", float("nan")) for k in ks], marker="o",
-              label=f"two-tower ({model_name})")
+              label=f"{model} ({model_name})")
     if popularity:
       ax.plot(ks, [popularity.get(f"popularity/{metric}@{k}", float("nan")) for k in ks],
               marker="s", linestyle="--", label="popularity")
@@ -149,7 +159,8 @@ def report(metadata_path: str, run_id: Optional[str] = None, ks=(10, 50, 100)) -
   evaluation = run_artifact(store, run_id, "ModelEvaluation", "RetrievalValidator")
   if evaluation is None:
     raise ValueError(f"run {run_id!r} has no RetrievalValidator evaluation")
-  print(f"Run {run_id} (ML Metadata: {metadata_path})")
+  print(f"Run {run_id} (ML Metadata: {metadata_path}); retrieval model: "
+        f"{retrieval_model_name(store, run_id)}")
   retrieval = load_metrics(evaluation.uri)
   names = [f"{m}@{k}" for m in ("hit_rate", "ndcg") for k in ks] + ["hit_rate_lift@10"]
   print("\nRetrieval, full catalogue, held-out test split (TFMA; candidate vs baseline = "
@@ -177,6 +188,7 @@ def report(metadata_path: str, run_id: Optional[str] = None, ks=(10, 50, 100)) -
   if popularity_artifact is not None:
     with open(os.path.join(popularity_artifact.uri, "metrics.json")) as f:
       popularity = json.load(f)
-  plots = plot(retrieval, popularity, list(ks), os.path.join(evaluation.uri, "report"))
+  plots = plot(retrieval, popularity, list(ks), os.path.join(evaluation.uri, "report"),
+               retrieval_model_name(store, run_id))
   print("\nPlots:\n  " + "\n  ".join(plots))
   return {"run": run_id, "retrieval": retrieval, "ranking": ranking, "plots": plots}

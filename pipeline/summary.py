@@ -9,9 +9,9 @@ import pandas as pd
 from ml_metadata.metadata_store import metadata_store
 from tfx.orchestration import metadata
 
-from components import ranking_evaluator
-from trainer import export
-from trainer import features as feats
+from recsys_tfx.components.ranking_evaluator import executor as ranking_evaluator
+from recsys_tfx.trainer import export
+from recsys_tfx.schema import features as feats
 
 
 def open_store(metadata_path: str) -> metadata_store.MetadataStore:

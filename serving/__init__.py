@@ -1,1 +1,3 @@
-import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+"""A model server that speaks TF Serving's API over TF Serving's directory layout, its
+client and the recommendation funnel. It reads models only through the export contract
+(schema/export_contract.py) and imports nothing else of this project but schema/."""

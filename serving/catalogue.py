@@ -10,16 +10,16 @@ from typing import Dict, FrozenSet, List, Mapping, Optional, Tuple
 
 import pandas as pd
 
-from components.ingest import dataset
+from recsys_tfx.schema import canonical
 
-_NO_GENRE = dataset.UNKNOWN_GENRE  # what the canonical table holds when a source has none
+_NO_GENRE = canonical.UNKNOWN_GENRE  # what the canonical table holds when a source has none
 
 
 @dataclasses.dataclass(frozen=True)
 class Item:
   title: str = ""
   genres: Tuple[str, ...] = ()  # in the order the source lists them
-  year: int = dataset.UNKNOWN_YEAR
+  year: int = canonical.UNKNOWN_YEAR
 
   @property
   def primary_genre(self) -> Optional[str]:
@@ -57,7 +57,7 @@ class Catalogue:
 
   def newest_items(self) -> FrozenSet[str]:
     """Items released in the catalogue's newest year (unknown years ignored)."""
-    years = [item.year for item in self._items.values() if item.year != dataset.UNKNOWN_YEAR]
+    years = [item.year for item in self._items.values() if item.year != canonical.UNKNOWN_YEAR]
     if not years:
       return frozenset()
     newest = max(years)
@@ -81,7 +81,7 @@ class Catalogue:
 
   @classmethod
   def from_canonical(cls, data_dir: str) -> "Catalogue":
-    """From a directory written by components.ingest.dataset.write_canonical; raises
-    dataset.DataError (naming the file) when it is not one."""
-    data = dataset.read_canonical(data_dir)
+    """From a directory written by schema/canonical.py write_canonical; raises
+    canonical.DataError (naming the file) when it is not one."""
+    data = canonical.read_canonical(data_dir)
     return cls.from_frames(data.items, data.interactions)

@@ -1,4 +1,4 @@
-"""The serving subcommands of `recsys` (pipeline/cli.py registers them with add_commands):
+"""The serving subcommands of `recsys` (cli/cli.py registers them with add_commands):
 
   recsys serve --model-base serving_models [--port 8500]
   recsys recommend --user U [--user V] [--context hour=23 --context device=tv] [-k 10]
@@ -17,8 +17,8 @@ import logging
 import sys
 from typing import Dict, List
 
-from serving import rules as rule_lib
-from serving import tf_serving_config
+from recsys_tfx.serving import rules as rule_lib
+from recsys_tfx.serving import tf_serving_config
 
 # serving.model_server, .client and .funnel import TensorFlow: they are imported when a
 # command runs, not when `recsys` builds its parser. Options left unset (None) take those
@@ -35,7 +35,7 @@ def _error(message: str, code: int) -> int:
 
 def _serve(args) -> int:
   import gc
-  from serving import model_server
+  from recsys_tfx.serving import model_server
   # TensorFlow's modules are ~350k long-lived objects; a full garbage collection over them
   # stalls every in-flight request for ~200 ms. Frozen, they are never scanned again.
   gc.freeze()
@@ -109,12 +109,12 @@ def _rules_config(args) -> rule_lib.RulesConfig:
 
 
 def _recommend(args) -> int:
-  from components.ingest.dataset import DataError
-  from serving.catalogue import Catalogue
-  from serving import client as client_lib
-  from serving import funnel as funnel_lib
-  from serving.client import PredictionClient, RequestFailed, ServerUnavailable
-  from serving.funnel import Funnel, FunnelConfig, FunnelError
+  from recsys_tfx.schema.canonical import DataError
+  from recsys_tfx.serving.catalogue import Catalogue
+  from recsys_tfx.serving import client as client_lib
+  from recsys_tfx.serving import funnel as funnel_lib
+  from recsys_tfx.serving.client import PredictionClient, RequestFailed, ServerUnavailable
+  from recsys_tfx.serving.funnel import Funnel, FunnelConfig, FunnelError
   target = args.target or client_lib.DEFAULT_TARGET
   try:
     context = parse_context(args.context)
@@ -150,7 +150,7 @@ def _recommend(args) -> int:
       # Nothing listens at the default address: serve the pushed models from this process
       # for this one call, over a real gRPC socket, so `recsys recommend` works right
       # after `make demo`. `recsys serve` keeps a server up between calls.
-      from serving.model_server import ModelServer
+      from recsys_tfx.serving.model_server import ModelServer
       embedded = ModelServer(args.model_base, port=0).start()
       target = embedded.address
       print(f"note: no model server at {client_lib.DEFAULT_TARGET}; serving {args.model_base} "

@@ -28,17 +28,18 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
+from recsys_tfx.schema import export_contract as contract
+
 DEFAULT_TARGET = "127.0.0.1:8500"
 DEFAULT_TIMEOUT = 10.0  # seconds per RPC
-RETRIEVAL_MODEL = "retrieval"
-RANKING_MODEL = "ranking"
-RETRIEVAL_SIGNATURE = "recommend_with_context"
-HISTORY_SIGNATURE = "recommend_with_history"  # models that read history (configs.HISTORY_MODELS)
-RANKING_SIGNATURE = "serving_default"
-DEFAULT_SIGNATURE = "serving_default"
-USER_ID, ITEM_ID, HISTORY = "user_id", "item_id", "history"
-UNKNOWN_INT = -1  # the models' "unknown" context values (trainer/export.py)
-UNKNOWN_STRING = ""
+# What the exported models promise (schema/export_contract.py).
+RETRIEVAL_MODEL, RANKING_MODEL = contract.RETRIEVAL_MODEL, contract.RANKING_MODEL
+RETRIEVAL_SIGNATURE = contract.RECOMMEND_WITH_CONTEXT
+HISTORY_SIGNATURE = contract.RECOMMEND_WITH_HISTORY  # models that read history
+RANKING_SIGNATURE = contract.RANKING_SIGNATURE
+DEFAULT_SIGNATURE = contract.DEFAULT_SIGNATURE
+USER_ID, ITEM_ID, HISTORY = contract.USER_ID, contract.ITEM_ID, contract.HISTORY
+UNKNOWN_INT, UNKNOWN_STRING = contract.UNKNOWN_INT, contract.UNKNOWN_STRING
 
 _GRPC_OPTIONS = [("grpc.max_receive_message_length", -1),
                  ("grpc.max_send_message_length", -1)]

@@ -21,11 +21,11 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence
 
-from serving import rules as rule_lib
-from serving.catalogue import Catalogue
+from recsys_tfx.serving import rules as rule_lib
+from recsys_tfx.serving.catalogue import Catalogue
 
 if TYPE_CHECKING:  # the client imports TensorFlow; the funnel itself needs none
-  from serving.client import PredictionClient
+  from recsys_tfx.serving.client import PredictionClient
 
 DEFAULT_CANDIDATES = 300
 

@@ -29,8 +29,8 @@ import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_status_pb2
 
-from serving import errors
-from serving.servable import Servable, load_servable
+from recsys_tfx.serving import errors
+from recsys_tfx.serving.servable import Servable, load_servable
 
 log = logging.getLogger(__name__)
 

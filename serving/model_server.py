@@ -26,8 +26,8 @@ from typing import Dict, Optional, Sequence
 import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from serving.model_manager import ModelManager
-from serving.services import ModelService, PredictionService
+from recsys_tfx.serving.model_manager import ModelManager
+from recsys_tfx.serving.services import ModelService, PredictionService
 
 log = logging.getLogger(__name__)
 

@@ -16,14 +16,12 @@ from google.protobuf import text_format
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
-from serving.signature_runner import run_predict
+from recsys_tfx.schema.export_contract import MAX_WARMUP_RECORDS, WARMUP_FILE
+from recsys_tfx.serving.signature_runner import run_predict
 
 log = logging.getLogger(__name__)
 
 SERVE_TAG = tf.saved_model.SERVING
-# TF Serving replays the PredictionLog records in this file before a version goes live.
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-MAX_WARMUP_RECORDS = 1000  # TF Serving's limit
 
 
 @dataclasses.dataclass(frozen=True)

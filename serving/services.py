@@ -9,10 +9,10 @@ import grpc
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
                                      model_service_pb2_grpc, prediction_service_pb2_grpc)
 
-from serving import errors
-from serving.model_manager import ModelManager
-from serving.servable import Servable
-from serving.signature_runner import run_predict
+from recsys_tfx.serving import errors
+from recsys_tfx.serving.model_manager import ModelManager
+from recsys_tfx.serving.servable import Servable
+from recsys_tfx.serving.signature_runner import run_predict
 
 log = logging.getLogger(__name__)
 

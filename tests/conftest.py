@@ -1,12 +1,9 @@
-import os
-import sys
+"""The test suite is an entry point like the `recsys` command: it sets the process
+environment TensorFlow needs (cli/env.py) before any test imports it. The project
+is imported as installed (`pip install -e .`), never from the repository path."""
+from recsys_tfx import env
 
-# The project's packages set TF_USE_LEGACY_KERAS on import; tests may import TensorFlow
-# first, so set it here as well.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
+env.configure()
 
 import pytest  # noqa: E402
 

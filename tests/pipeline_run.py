@@ -13,7 +13,7 @@ def run_small_pipeline(tmp_root) -> Tuple[object, Dict[str, object]]:
   <tmp_root>/pipeline (artifacts, MLMD, canonical data under data/synthetic) and
   <tmp_root>/serving (retrieval/<version>/, ranking/<version>/). Returns (config, the
   run's summary dict: pushed_model, metrics, ranking_model, ranking_metrics)."""
-  from pipeline import configs, local_runner  # TFX: imported only when a test runs it
+  from recsys_tfx.pipeline import configs, local_runner  # TFX: imported only when a test runs it
   config = configs.load(os.path.join(REPO, "configs", "demo.yaml"), {
       "pipeline_root": os.path.join(str(tmp_root), "pipeline"),
       "serving_dir": os.path.join(str(tmp_root), "serving"),
@@ -27,7 +27,7 @@ def run_history_model(tmp_root, model: str, history_length: int,
                       model_args: Dict[str, object] = None) -> Tuple[object, Dict[str, object]]:
   """Runs configs/demo.yaml on 20k synthetic interactions with `model` (one that reads
   history) as the retrieval model and the ranking stage off, under tmp_root."""
-  from pipeline import configs, local_runner
+  from recsys_tfx.pipeline import configs, local_runner
   overrides = {"pipeline_root": os.path.join(str(tmp_root), "pipeline"),
                "serving_dir": os.path.join(str(tmp_root), "serving"),
                "synthetic_interactions": SYNTHETIC_INTERACTIONS, "trainer.model": model,
@@ -42,7 +42,7 @@ def planted_next_episodes(seed: int, count: int = 30) -> List[Tuple[str, str]]:
   """(a series' first episode, its next episode) pairs planted in the synthetic world of
   SYNTHETIC_INTERACTIONS."""
   import numpy as np
-  from components.ingest import synthetic
+  from recsys_tfx.components.ingest import synthetic
   _, world = synthetic.generate_with_world(**synthetic.size_for(SYNTHETIC_INTERACTIONS),
                                            seed=seed)
   return [(f"i{first}", f"i{world.series_next[first]}")
@@ -54,8 +54,8 @@ def assert_grpc_history_request_equals_saved_model(serving_dir: str, model) -> N
   the SavedModel's recommend_with_history returns in-process."""
   import numpy as np
   import tensorflow as tf
-  from serving.client import PredictionClient
-  from serving.model_server import ModelServer
+  from recsys_tfx.serving.client import PredictionClient
+  from recsys_tfx.serving.model_server import ModelServer
   server = ModelServer(serving_dir, port=0).start()
   try:
     with PredictionClient(server.address) as client:

@@ -3,7 +3,8 @@ import os
 
 import pytest
 
-from pipeline import cli
+from recsys_tfx import cli
+from recsys_tfx.schema.features import curated_schema_file
 
 
 def _run(tmp_path, *args):
@@ -50,8 +51,7 @@ def test_unknown_config_key_is_named(tmp_path, capsys):
 def test_schema_that_the_data_cannot_fill_is_rejected(tmp_path, capsys):
   data = tmp_path / "i.csv"
   data.write_text("user_id,item_id,timestamp\n" + "".join(f"u{i % 5},i{i},{i}\n" for i in range(40)))
-  synthetic_schema = os.path.join(os.path.dirname(cli.__file__), "..", "schema", "synthetic",
-                                  "schema.pbtxt")
+  synthetic_schema = curated_schema_file("synthetic")
   code, root = _run(tmp_path, "--data", f"csv:{data}", "--schema", synthetic_schema)
   err = capsys.readouterr().err
   assert code == 2 and "device" in err and "age" in err

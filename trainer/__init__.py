@@ -1,8 +1,4 @@
-"""Model code run by the TFX Trainer.
-
-TFRS needs Keras 2 (tf_keras). This is the one place that says so; it must run before
-TensorFlow is first imported, so every package of this project imports `trainer` first.
-"""
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+"""Model code: the models (models/), their configs (config.py) and registry
+(registry.py), the metrics (metrics.py), Transform's preprocessing_fn, the Trainers'
+run_fns (task.py, ranking_task.py) and the export of SavedModels with their warm-up
+requests (export.py, warmup.py)."""

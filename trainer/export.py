@@ -11,7 +11,7 @@ Signatures (all take raw values; Transform runs inside the model):
   evaluate_examples(examples)                 -> ranks [batch, 2]: full-catalogue ranks of
       each serialized example's item for the model and for popularity (TFMA reads this)
 A model that reads the user's item history (sasrec, bert4rec, itemknn, ease,
-transitions: pipeline/configs.py HISTORY_MODELS) also has:
+transitions: trainer/registry.py HISTORY_MODELS) also has:
   recommend_with_history(history, <context>)  -> item_ids, scores; `history` is a string
       [batch, length] of item ids, oldest first, "" as padding (any side)
   history_embedding(history, <context>)       -> embedding [batch, D]
@@ -20,7 +20,7 @@ and answers the user-id signatures from each user's stored training history (the
 
 Context values that are unknown or absent use the feature's "unknown" value (-1 for a
 categorical int such as hour, "" for a string such as device); the model was trained
-to handle them (see trainer/model.py).  User features are looked up inside the model
+to handle them (see trainer/models/two_tower.py).  User features are looked up inside the model
 from the user table, so a request needs only the user id.
 """
 import dataclasses
@@ -33,10 +33,15 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tensorflow_transform as tft
 
-from trainer import features as feats
+from recsys_tfx.env import require_legacy_keras
+from recsys_tfx.schema import export_contract as contract
+from recsys_tfx.schema import features as feats
+from recsys_tfx.trainer import metrics
+
+require_legacy_keras(__name__)  # TFRS's top-K layers are Keras 2 layers
 
 SCANN_NAMESPACE = "Scann"  # ScaNN's custom ops live in this namespace; SavedModel must allow it
-UNKNOWN_INT = -1
+UNKNOWN_INT = contract.UNKNOWN_INT
 SMALL_CATALOGUE = 2000
 MAX_LEAVES = 2000
 # Items scanned per query: SCANNED_PER_ROOT * sqrt(N), at most half the catalogue (so half
@@ -216,8 +221,8 @@ class EvaluationTables(tf.Module):
   """What the evaluation signature needs besides the model: each user's training items
   (to exclude them from the ranking) and each item's training popularity.
 
-  Popularity ties (common: many items share a count) are broken by a seeded random
-  fraction below 1 added to the count, never by item id or position."""
+  Popularity is trainer/metrics.py's baseline: counts with ties broken by a seeded
+  random fraction, never by item id or position (the RetrievalEvaluator uses the same)."""
 
   def __init__(self, catalogue_ids: List[str], interactions: TrainingInteractions, seed: int = 0):
     super().__init__()
@@ -237,9 +242,8 @@ class EvaluationTables(tf.Module):
     self.seen_values = tf.Variable(ragged.values, trainable=False, name="seen_values")
     self.seen_splits = tf.Variable(ragged.row_splits, trainable=False, name="seen_splits")
     counts = np.bincount(rows["item"].to_numpy(), minlength=len(catalogue_ids))
-    jitter = np.random.default_rng(seed).random(len(catalogue_ids)) * 0.5
-    self.popularity = tf.Variable(counts + jitter, dtype=tf.float64, trainable=False,
-                                  name="popularity")
+    self.popularity = tf.Variable(metrics.popularity_scores(counts, seed), dtype=tf.float64,
+                                  trainable=False, name="popularity")
 
   def seen_mask(self, user_id: tf.Tensor, num_items: int) -> tf.Tensor:
     """[batch, num_items] booleans: True where the item is in the user's training history."""
@@ -253,9 +257,9 @@ class EvaluationTables(tf.Module):
 
 def rank_of_targets(scores: tf.Tensor, target: tf.Tensor, excluded: tf.Tensor) -> tf.Tensor:
   """0-based rank of each row's target among the row's items that are not excluded (the
-  target itself never is). Items scored equal to the target count as ranked above it (as
-  on the leaderboard), so a model of coarse scores, e.g. raw popularity counts, gains
-  nothing from ties. A target outside the catalogue (index == num items) ranks last."""
+  target itself never is), by trainer/metrics.py's rule, in TensorFlow: items scored
+  equal to the target count as ranked above it. A target outside the catalogue (index ==
+  num items) ranks last."""
   num_items = tf.shape(scores)[1]
   in_catalogue = target < tf.cast(num_items, target.dtype)
   safe_target = tf.where(in_catalogue, target, tf.zeros_like(target))
@@ -301,7 +305,8 @@ class RetrievalModule(RawFeatureModule):
   def __init__(self, tf_transform_output: tft.TFTransformOutput, model, all_features,
                items: pd.DataFrame, users: Optional[pd.DataFrame], top_k: int,
                interactions: TrainingInteractions,
-               histories: Optional[Dict[str, List[str]]] = None, with_index: bool = True):
+               histories: Optional[Dict[str, List[str]]] = None, with_index: bool = True,
+               seed: int = 0):
     super().__init__(tf_transform_output, all_features, users)
     self.query_tower = model.query_tower
     # Only a model that reads history (trainer/retrieval_models.py) comes with histories.
@@ -330,7 +335,7 @@ class RetrievalModule(RawFeatureModule):
         tf.lookup.KeyValueTensorInitializer(tf.constant(catalogue_ids),
                                             tf.range(len(catalogue_ids), dtype=tf.int64)),
         default_value=len(catalogue_ids))
-    self.evaluation = EvaluationTables(catalogue_ids, interactions)
+    self.evaluation = EvaluationTables(catalogue_ids, interactions, seed)
 
   def evaluate(self, user_id, item_id, context, history=None) -> Dict[str, tf.Tensor]:
     """Full-catalogue ranks of the held-out items, for the model and for popularity:
@@ -343,7 +348,7 @@ class RetrievalModule(RawFeatureModule):
     seen = self.evaluation.seen_mask(user_id, num_items)
     popularity = tf.tile(self.evaluation.popularity[None, :], [tf.size(user_id), 1])
     ranks = [rank_of_targets(scores, target, seen), rank_of_targets(popularity, target, seen)]
-    return {"ranks": tf.cast(tf.stack(ranks, axis=1), tf.float32)}
+    return {contract.RANKS: tf.cast(tf.stack(ranks, axis=1), tf.float32)}
 
   def _embed_query(self, user_id: tf.Tensor, context: Dict[str, tf.Tensor],
                    history: Optional[tf.SparseTensor] = None) -> tf.Tensor:
@@ -354,7 +359,7 @@ class RetrievalModule(RawFeatureModule):
 
   def _top_k(self, user_id, context, history=None):
     scores, ids = self.index(self._embed_query(user_id, context, history))
-    return {"item_ids": ids, "scores": scores}
+    return {contract.ITEM_IDS: ids, contract.SCORES: scores}
 
   def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
     user_spec = tf.TensorSpec([None], tf.string, name=feats.USER_ID)
@@ -371,19 +376,19 @@ class RetrievalModule(RawFeatureModule):
 
     @tf.function(input_signature=[user_spec] + context_specs)
     def query_embedding(user_id, *context):
-      return {"embedding": self._embed_query(user_id, dict(zip(context_names, context)))}
+      return {contract.EMBEDDING: self._embed_query(user_id, dict(zip(context_names, context)))}
 
     @tf.function(input_signature=[])
     def item_embeddings():
-      return {"item_ids": tf.identity(self.item_ids),
-              "embeddings": tf.identity(self.item_embedding_table)}
+      return {contract.ITEM_IDS: tf.identity(self.item_ids),
+              contract.EMBEDDINGS: tf.identity(self.item_embedding_table)}
 
     parse_spec = {name: self.raw_spec[name] for name in [feats.USER_ID, feats.ITEM_ID]
                   + context_names}
     if self.histories is not None:
       parse_spec[feats.HISTORY] = self.raw_spec[feats.HISTORY]
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.EXAMPLES)])
     def evaluate_examples(examples):
       # A held-out example's own history: the items before it (never itself).
       parsed = tf.io.parse_example(examples, parse_spec)
@@ -404,21 +409,21 @@ class RetrievalModule(RawFeatureModule):
 
     @tf.function(input_signature=[history_spec] + context_specs)
     def history_embedding(history, *context):
-      return {"embedding": self._embed_query(no_user(history), dict(zip(context_names, context)),
+      return {contract.EMBEDDING: self._embed_query(no_user(history), dict(zip(context_names, context)),
                                              history_from_request(history))}
 
     signatures = {
-        "query_embedding": query_embedding.get_concrete_function(),
-        "item_embeddings": item_embeddings.get_concrete_function(),
-        "evaluate_examples": evaluate_examples.get_concrete_function(),
+        contract.QUERY_EMBEDDING: query_embedding.get_concrete_function(),
+        contract.ITEM_EMBEDDINGS: item_embeddings.get_concrete_function(),
+        contract.EVALUATE_EXAMPLES: evaluate_examples.get_concrete_function(),
     }
     if self.histories is not None:
-      signatures["history_embedding"] = history_embedding.get_concrete_function()
+      signatures[contract.HISTORY_EMBEDDING] = history_embedding.get_concrete_function()
     if self.index is not None:
-      signatures["serving_default"] = serving_default.get_concrete_function()
-      signatures["recommend_with_context"] = recommend_with_context.get_concrete_function()
+      signatures[contract.DEFAULT_SIGNATURE] = serving_default.get_concrete_function()
+      signatures[contract.RECOMMEND_WITH_CONTEXT] = recommend_with_context.get_concrete_function()
       if self.histories is not None:
-        signatures["recommend_with_history"] = recommend_with_history.get_concrete_function()
+        signatures[contract.RECOMMEND_WITH_HISTORY] = recommend_with_history.get_concrete_function()
     return signatures
 
 
@@ -446,7 +451,7 @@ class RankingModule(RawFeatureModule):
 
   def _score(self, transformed) -> Dict[str, tf.Tensor]:
     output = self.model(transformed, training=False)
-    return {"scores": tf.sigmoid(output) if self._objective == "binary" else output}
+    return {contract.SCORES: tf.sigmoid(output) if self._objective == "binary" else output}
 
   def score_pairs(self, user_id, item_id, context: Dict[str, tf.Tensor]):
     provided = {**self.items.lookup(item_id), feats.USER_ID: user_id, feats.ITEM_ID: item_id,
@@ -466,12 +471,12 @@ class RankingModule(RawFeatureModule):
     def serving_default(user_id, item_id, *context):
       return self.score_pairs(user_id, item_id, dict(zip(context_names, context)))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.EXAMPLES)])
     def score_examples(examples):
       return self._score(self.tft_layer(tf.io.parse_example(examples, example_spec)))
 
-    return {"serving_default": serving_default.get_concrete_function(),
-            "score_examples": score_examples.get_concrete_function()}
+    return {contract.RANKING_SIGNATURE: serving_default.get_concrete_function(),
+            contract.SCORE_EXAMPLES: score_examples.get_concrete_function()}
 
 
 def save(module, path: str):
@@ -482,16 +487,17 @@ def save(module, path: str):
 def export_retrieval_model(serving_dir: str, eval_dir: str, tf_transform_output, model,
                            all_features, items: pd.DataFrame, users: Optional[pd.DataFrame],
                            top_k: int, interactions: TrainingInteractions,
-                           histories: Optional[Dict[str, List[str]]] = None):
+                           histories: Optional[Dict[str, List[str]]] = None, seed: int = 0):
   """Two SavedModels: the serving one (with the ScaNN index) and, for TFMA, the same model
   without the index (TFMA's Beam workers load models without ScaNN's ops registered;
   TFX's Evaluator reads <model>/Format-TFMA when it exists). `histories` (user id ->
-  recent item ids) only for a model that reads history."""
+  recent item ids) only for a model that reads history; `seed` of the popularity
+  baseline's tie-break."""
   module = RetrievalModule(tf_transform_output, model, all_features, items, users, top_k,
-                           interactions, histories)
+                           interactions, histories, seed=seed)
   save(module, serving_dir)
   save(RetrievalModule(tf_transform_output, model, all_features, items, users, top_k,
-                       interactions, histories, with_index=False), eval_dir)
+                       interactions, histories, with_index=False, seed=seed), eval_dir)
   return module
 
 

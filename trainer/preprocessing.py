@@ -1,4 +1,4 @@
-"""Transform's preprocessing_fn: one encoding per feature, chosen by trainer/features.py.
+"""Transform's preprocessing_fn: one encoding per feature, chosen by schema/features.py.
 
 Analyzers (vocabularies, means) see only the train split (Transform's default
 splits_config), so items first seen in eval/test map to the out-of-vocabulary index,
@@ -9,7 +9,7 @@ from typing import Any, Dict
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from trainer import features as feats
+from recsys_tfx.schema import features as feats
 
 # One OOV bucket per vocabulary: index == vocabulary size means "unseen".
 NUM_OOV_BUCKETS = 1

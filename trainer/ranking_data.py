@@ -17,10 +17,8 @@ from typing import Dict, List
 import numpy as np
 import tensorflow as tf
 
-from trainer import features as feats
-
-
-NEGATIVE_SAMPLING = ("uniform", "popularity", "mixed")
+from recsys_tfx.schema import features as feats
+from recsys_tfx.trainer.config import NEGATIVE_SAMPLING
 
 
 def sampling_probabilities(kind: str, counts: np.ndarray):

@@ -1,9 +1,11 @@
 """Trainer entry point for the ranking stage (`run_fn`): train the configured ranker on
 Transform's output and export a SavedModel that scores raw (user, item, context) batches.
 
-custom_config keys: the RankerConfig fields (architecture, embedding_dim, ...), plus
-epochs, batch_size, negative_ratio (implicit feedback), train_steps, seed, data_dir.
+Everything arrives in the Trainer's custom_config as a RankingRun (trainer/config.py):
+the RankingConfig (architecture and its knobs, epochs, batch size, negative sampling,
+features), the seed and the canonical data directory.
 """
+import dataclasses
 import json
 import os
 from typing import Any, Dict
@@ -13,21 +15,14 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from components.ingest import dataset as canonical
-from serving import warmup
-from trainer import export
-from trainer import features as feats
-from trainer import ranking
-from trainer import ranking_data
-from trainer.preprocessing import NUM_OOV_BUCKETS
-from trainer.task import transformed_dataset, vocabulary_sizes
-
-
-def ranker_config(config: Dict[str, Any]) -> ranking.RankerConfig:
-  known = {k: config[k] for k in ranking.RankerConfig.__dataclass_fields__ if k in config}
-  result = ranking.RankerConfig(**known)
-  ranking.validate_config(result)
-  return result
+from recsys_tfx.schema import canonical
+from recsys_tfx.schema import export_contract as contract
+from recsys_tfx.schema import features as feats
+from recsys_tfx.trainer import config as config_lib
+from recsys_tfx.trainer import export, ranking_data, warmup
+from recsys_tfx.trainer.models import rankers as ranking
+from recsys_tfx.trainer.preprocessing import NUM_OOV_BUCKETS
+from recsys_tfx.trainer.task import transformed_dataset, vocabulary_sizes
 
 
 def selected_features(all_features, names):
@@ -54,26 +49,24 @@ def catalogue_counts(train, catalogue_item_index: np.ndarray, num_item_indices: 
   return counts[catalogue_item_index]
 
 
-def training_data(dataset, sampler, cfg: ranking.RankerConfig, rating_feature: str):
+def training_data(dataset, sampler, cfg: config_lib.RankerConfig, rating_feature: str):
   if cfg.objective == "regression":
     return ranking_data.with_labels(dataset, rating_feature)
   return dataset.map(sampler, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def run_fn(fn_args: tfx.components.FnArgs):
-  config = dict(fn_args.custom_config or {})
-  seed = int(config.get("seed", 0))
+  run = config_lib.from_custom_config(config_lib.RankingRun, fn_args.custom_config or {})
+  stage, seed = run.ranking, run.seed
   tf.keras.utils.set_random_seed(seed)
-  cfg = ranker_config(config)
-  batch_size = int(config.get("batch_size", 1024))
-  epochs = int(config.get("epochs", 3))
-  steps = config.get("train_steps")
+  cfg = stage.ranker()
+  batch_size, epochs, steps = stage.batch_size, stage.epochs, stage.train_steps
 
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   all_features = selected_features(feats.load_features(fn_args.schema_path),
-                                   config.get("features"))
+                                   stage.features)
   vocab_sizes = vocabulary_sizes(tf_transform_output, all_features)
-  data = canonical.read_canonical(config["data_dir"])
+  data = canonical.read_canonical(run.data_dir)
   module = export.RankingModule(tf_transform_output, all_features, data.items, data.users)
 
   train = transformed_dataset(fn_args, fn_args.train_files, tf_transform_output, batch_size,
@@ -84,11 +77,11 @@ def run_fn(fn_args: tfx.components.FnArgs):
   catalogue = transformed_catalogue(module, data.items, all_features)
   sampler = ranking_data.NegativeSampler(
       catalogue, [f.name for f in feats.candidate_features(all_features)],
-      ratio=int(config.get("negative_ratio", 4)),
+      ratio=stage.negative_ratio,
       seen_pairs=ranking_data.positive_pairs_table(train, num_item_indices),
       num_item_indices=num_item_indices, seed=seed,
       sampling_weights=ranking_data.sampling_probabilities(
-          config.get("negative_sampling", "uniform"),
+          stage.negative_sampling,
           catalogue_counts(train, catalogue[feats.ITEM_ID].numpy(), num_item_indices)))
   rating = next((f.name for f in all_features if f.role == "rating"), feats.LABEL)
 
@@ -111,13 +104,10 @@ def run_fn(fn_args: tfx.components.FnArgs):
   users = data.interactions[feats.USER_ID].value_counts().index[:3].tolist()
   context = warmup.context_examples(data.interactions, module.context_names())
   warmup.write_warmup_requests(  # replayed by TF Serving before the version serves
-      fn_args.serving_model_dir, "ranking", "serving_default",
+      fn_args.serving_model_dir, contract.RANKING_MODEL, contract.RANKING_SIGNATURE,
       warmup.ranking_warmup_inputs(users, data.items[feats.ITEM_ID].tolist(), context,
                                    candidates=(1, 100)))
   os.makedirs(fn_args.model_run_dir, exist_ok=True)
   with open(os.path.join(fn_args.model_run_dir, "training.json"), "w") as f:
-    json.dump({"history": history, "ranker": dataclasses_as_dict(cfg)}, f, indent=2)
-
-
-def dataclasses_as_dict(cfg) -> Dict[str, Any]:
-  return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}
+    json.dump({"history": history, "ranker": config_lib.json_ready(dataclasses.asdict(cfg))},
+              f, indent=2)

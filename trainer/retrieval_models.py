@@ -1,7 +1,7 @@
 """Retrieval models besides the two-tower: mf, lightgcn, sasrec, bert4rec, and the
 baselines popularity, itemknn, ease, transitions.
 
-Each is trained by its leaderboard implementation (leaderboard/factorization.py,
+Each is trained by its implementation in trainer/models/ (factorization.py,
 sequential.py, baselines.py: one implementation per model, so the pipeline's model and
 the leaderboard's row are the same thing) on the pipeline's train split, indexed by
 Transform's vocabularies. The fitted model is then wrapped as a query tower and a
@@ -17,7 +17,7 @@ top-K index, exactly as it exports the two-tower (ScaNN, except where `exact_sea
   itemknn, ease,    query = a row over the catalogue built from the history window (each
   transitions       item once; transitions: the last `window` items weighted 1, 1/2, ...)
                     plus a constant 1, candidate = the item's column of the item-item
-                    matrix plus its popularity tie-breaker (leaderboard/baselines.py), so
+                    matrix plus its popularity tie-breaker (trainer/models/baselines.py), so
                     query . candidate is the leaderboard's score. These vectors are as
                     long as the catalogue: exported with exact (brute-force) top-K, not
                     ScaNN, and refused above MAX_ITEM_ITEM_ITEMS items.
@@ -31,33 +31,15 @@ from typing import Any, Dict, List
 import numpy as np
 import tensorflow as tf
 
-from leaderboard import protocol
-# The models that read history, named once in the config module (it imports no TF).
-from pipeline.configs import HISTORY_MODELS, SEQUENTIAL_MODELS as SEQUENTIAL
-from trainer import features as feats
-from trainer.preprocessing import HISTORY_PAD
+from recsys_tfx.schema import features as feats
+from recsys_tfx.trainer import registry
+from recsys_tfx.trainer.models import protocol
+from recsys_tfx.trainer.registry import HISTORY_MODELS, SEQUENTIAL_MODELS as SEQUENTIAL
+from recsys_tfx.trainer.preprocessing import HISTORY_PAD
 
 # An item-item model is exported as a dense [N, N + 1] float32 table, twice (serving and
 # evaluation models): 20K items is 1.6 GB each.
 MAX_ITEM_ITEM_ITEMS = 20_000
-
-
-def model_class(name: str):
-  """The leaderboard's class for `name` (leaderboard/run.py MODELS)."""
-  import importlib
-  from leaderboard.run import MODELS
-  module, cls = MODELS[name]
-  return getattr(importlib.import_module(module), cls)
-
-
-def check_args(name: str, args: Dict[str, Any]) -> None:
-  """Raises ValueError naming the keys `name`'s constructor does not take."""
-  # max_len is trainer.history_length, the window Transform builds.
-  accepted = set(inspect.signature(model_class(name)).parameters) - {"verbose", "max_len"}
-  unknown = sorted(set(args) - accepted)
-  if unknown:
-    raise ValueError(f"trainer.model_args: {name} has no parameter(s) {unknown}; allowed: "
-                     f"{sorted(accepted)}")
 
 
 class _Rows(tf.Module):
@@ -147,7 +129,7 @@ def item_item_towers(fitted, n_items: int) -> Towers:
 
 
 def wrap(name: str, fitted, split: protocol.Split) -> Towers:
-  """The fitted leaderboard model as towers over vocabulary indices (split's indices)."""
+  """The fitted model as towers over vocabulary indices (split's indices)."""
   if name == "popularity":
     return Towers(_Ones(name="ones"), _Rows(fitted.counts[:, None], feats.ITEM_ID, "item_rows"),
                   exact_search=True)
@@ -172,7 +154,7 @@ def train(name: str, split: protocol.Split, args: Dict[str, Any], history_length
   kwargs = dict(args)
   if name in SEQUENTIAL:
     kwargs["max_len"] = history_length  # the window Transform builds
-  cls = model_class(name)
+  cls = registry.model_class(name)
   accepted = inspect.signature(cls).parameters
   if epochs_override is not None and "epochs" in accepted:
     kwargs["epochs"] = epochs_override

@@ -1,37 +1,35 @@
 """Trainer entry point (`run_fn`): train the retrieval model the config names
 (`model`: two_tower, or mf / lightgcn / sasrec / bert4rec / popularity / itemknn / ease /
-transitions from trainer/retrieval_models.py) on Transform's output and export the
+transitions, wrapped by trainer/retrieval_models.py) on Transform's output and export the
 serving SavedModel with its top-K index (ScaNN; exact for the baselines).
 
-Knobs arrive in the Trainer's custom_config (set from the pipeline config file):
-epochs, batch_size, learning_rate, embedding_dim, output_dim, temperature,
-unknown_rate, top_k (two_tower); model_args (the other models' own knobs) and
-history_length (the models that read history: configs.HISTORY_MODELS); seed and data_dir
-(the canonical data directory, whose items.csv is the catalogue the index covers and
-users.csv the user-feature table).
-train_steps, when set, replaces epochs with a step count; 0 trains nothing (a
-deliberately untrained model, useful to prove that validation gates a push). It lives
-in custom_config because TFX reads TrainArgs.num_steps=0 as "unset".
+Everything arrives in the Trainer's custom_config as a RetrievalRun (trainer/config.py):
+the TrainerConfig, the seed, the canonical data directory (whose items.csv is the
+catalogue the index covers and users.csv the user-feature table) and the split's
+min_interactions_to_hold_out. train_steps, when set, replaces epochs with a step count;
+0 trains nothing (a deliberately untrained model, useful to prove that validation gates a
+push). It lives in custom_config because TFX reads TrainArgs.num_steps=0 as "unset".
 """
+import dataclasses
 import gc
 import inspect
 import json
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from components.ingest import dataset as canonical
-from leaderboard import protocol
-from serving import warmup
-from trainer import export
-from trainer import features as feats
-from trainer import retrieval_models
-from trainer.model import ModelConfig, TwoTowerModel
-from trainer.preprocessing import NUM_OOV_BUCKETS
+from recsys_tfx.schema import canonical
+from recsys_tfx.schema import export_contract as contract
+from recsys_tfx.schema import features as feats
+from recsys_tfx.trainer import config as config_lib
+from recsys_tfx.trainer import export, registry, retrieval_models, warmup
+from recsys_tfx.trainer.models import protocol
+from recsys_tfx.trainer.models.two_tower import TwoTowerModel
+from recsys_tfx.trainer.preprocessing import NUM_OOV_BUCKETS
 
 
 # ExampleGen writes each user's rows together (it groups by user to split by time). With
@@ -88,18 +86,11 @@ def as_ids(indices: np.ndarray, tf_transform_output, name: str) -> np.ndarray:
   return np.array(vocabulary(tf_transform_output, name), dtype=object)[indices]
 
 
-def model_config(config: Dict[str, Any]) -> ModelConfig:
-  known = {k: config[k] for k in ModelConfig.__dataclass_fields__ if k in config}
-  return ModelConfig(**known)
-
-
 def run_fn(fn_args: tfx.components.FnArgs):
-  config = dict(fn_args.custom_config or {})
-  seed = int(config.get("seed", 0))
+  run = config_lib.from_custom_config(config_lib.RetrievalRun, fn_args.custom_config or {})
+  cfg, seed = run.trainer, run.seed
   tf.keras.utils.set_random_seed(seed)
-  batch_size = int(config.get("batch_size", 1024))
-  epochs = int(config.get("epochs", 5))
-  top_k = int(config.get("top_k", 100))
+  batch_size, epochs, top_k = cfg.batch_size, cfg.epochs, cfg.top_k
 
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   all_features = feats.load_features(fn_args.schema_path)
@@ -113,14 +104,11 @@ def run_fn(fn_args: tfx.components.FnArgs):
   # How often each item index occurs in training, for the logQ correction.
   counts = np.bincount(item_index, minlength=vocab_sizes[feats.ITEM_ID] + NUM_OOV_BUCKETS)
 
-  data_dir = config["data_dir"]
-  data = canonical.read_canonical(data_dir)
-  name = config.get("model", "two_tower")
-  steps = config.get("train_steps")
+  data = canonical.read_canonical(run.data_dir)
+  name, steps = cfg.model, cfg.train_steps
   history = {}
   histories = None
   if name == "two_tower":
-    cfg = model_config(config)
     model = TwoTowerModel(all_features, vocab_sizes, counts, cfg)
     model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=cfg.learning_rate))
     if steps == 0:
@@ -131,26 +119,26 @@ def run_fn(fn_args: tfx.components.FnArgs):
       result = model.fit(train_input, epochs=1 if steps else epochs,
                          validation_data=evaluation, verbose=2)
       history = {k: [float(v) for v in vals] for k, vals in result.history.items()}
-    model_settings = cfg.__dict__
+    model_settings = dataclasses.asdict(cfg)
   else:
-    # The same train split, indexed by Transform's vocabularies (leaderboard/protocol.py).
+    # The same train split, indexed by Transform's vocabularies (trainer/models/protocol.py).
     split = protocol.make_split(
-        data, seed=seed, min_to_hold_out=int(config.get("min_interactions_to_hold_out", 3)),
+        data, seed=seed, min_to_hold_out=run.min_interactions_to_hold_out,
         fit_splits=("train",),
         vocabularies=(vocabulary(tf_transform_output, feats.USER_ID),
                       vocabulary(tf_transform_output, feats.ITEM_ID)))
-    history_length = int(config.get("history_length", 50))
+    history_length = cfg.history_length
     if steps == 0:
-      closed_form = "epochs" not in inspect.signature(retrieval_models.model_class(name)).parameters
+      closed_form = "epochs" not in inspect.signature(registry.model_class(name)).parameters
       print(f"Trainer: train_steps=0, but {name} is fitted in closed form, not trained by steps"
             if closed_form else f"Trainer: train_steps=0, exporting an untrained {name}",
             flush=True)
-    model, fitted = retrieval_models.train(name, split, config.get("model_args") or {},
+    model, fitted = retrieval_models.train(name, split, cfg.model_args or {},
                                            history_length, seed,
                                            epochs_override=0 if steps == 0 else None)
     history = {"loss": list(getattr(fitted, "loss_history", []))}  # baselines have none
-    model_settings = {"model": name, **(config.get("model_args") or {})}
-    if name in retrieval_models.HISTORY_MODELS:
+    model_settings = {"model": name, **(cfg.model_args or {})}
+    if name in registry.HISTORY_MODELS:
       histories = retrieval_models.recent_histories(split, history_length)
 
   interactions = export.TrainingInteractions(
@@ -158,12 +146,13 @@ def run_fn(fn_args: tfx.components.FnArgs):
       as_ids(item_index, tf_transform_output, feats.ITEM_ID))
   module = export.export_retrieval_model(fn_args.serving_model_dir, fn_args.eval_model_dir,
                                          tf_transform_output, model, all_features, data.items,
-                                         data.users, top_k, interactions, histories)
+                                         data.users, top_k, interactions, histories, seed)
   # TF Serving's warm-up file: replayed before a version serves, so the first user
   # request does not pay for graph initialisation.
   users = data.interactions[feats.USER_ID].value_counts().index[:3].tolist()
   context = warmup.context_examples(data.interactions, module.context_names())
-  warmup.write_warmup_requests(fn_args.serving_model_dir, "retrieval", "recommend_with_context",
+  warmup.write_warmup_requests(fn_args.serving_model_dir, contract.RETRIEVAL_MODEL,
+                               contract.RECOMMEND_WITH_CONTEXT,
                                warmup.retrieval_warmup_inputs(users, context))
   os.makedirs(fn_args.model_run_dir, exist_ok=True)
   with open(os.path.join(fn_args.model_run_dir, "training.json"), "w") as f:

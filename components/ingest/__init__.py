@@ -1,0 +1,1 @@
+"""Readers of the data sources (synthetic, MovieLens, CSV) into canonical InteractionData."""

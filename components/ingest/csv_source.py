@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from components.ingest.dataset import (UNKNOWN_GENRE, UNKNOWN_YEAR, InteractionData, Origin,
+from recsys_tfx.schema.canonical import (UNKNOWN_GENRE, UNKNOWN_YEAR, InteractionData, Origin,
                                        canonicalize, read_csv_table)
 
 

@@ -20,7 +20,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from components.ingest.dataset import (UNKNOWN_GENRE, UNKNOWN_YEAR, DataError, InteractionData,
+from recsys_tfx.schema.canonical import (UNKNOWN_GENRE, UNKNOWN_YEAR, DataError, InteractionData,
                                        Origin, canonicalize, read_csv_table)
 
 GENRES_100K = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 
-from components.ingest import synthetic
-from components.ingest.csv_source import read_interactions_csv
-from components.ingest.dataset import DataError, InteractionData
-from components.ingest.movielens import read_movielens
+from recsys_tfx.components.ingest import synthetic
+from recsys_tfx.components.ingest.csv_source import read_interactions_csv
+from recsys_tfx.schema.canonical import DataError, InteractionData
+from recsys_tfx.components.ingest.movielens import read_movielens
 
 SCHEMES = ("synthetic", "synthetic:<n_interactions>", "movielens:<dir>", "csv:<file or dir>")
 

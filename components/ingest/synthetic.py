@@ -58,7 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from components.ingest.dataset import InteractionData, canonicalize
+from recsys_tfx.schema.canonical import InteractionData, canonicalize
 
 GENRES = ("action", "comedy", "drama", "romance", "thriller", "horror",
           "scifi", "kids", "news", "cooking", "documentary", "music")

@@ -1,0 +1,1 @@
+"""AnomalyGate: component.py (the typed component), executor.py (its work)."""

@@ -1,0 +1,1 @@
+"""BlessingReport: component.py (the typed component), executor.py (its work)."""

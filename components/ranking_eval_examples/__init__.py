@@ -1,0 +1,1 @@
+"""RankingEvalExamples: component.py (the typed component), executor.py (its work)."""

@@ -1,0 +1,1 @@
+"""RankingEvaluator: component.py (the typed component), executor.py (its work)."""

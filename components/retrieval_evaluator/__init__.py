@@ -1,0 +1,1 @@
+"""RetrievalEvaluator: component.py (the typed component), executor.py (its work)."""

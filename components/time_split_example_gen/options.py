@@ -1,0 +1,34 @@
+"""TimeSplitExampleGen's settings, named once: the component validates them and stores
+them in the ExampleGen's custom_config; the executor reads them back from there."""
+import dataclasses
+import json
+from typing import Any, Dict
+
+from recsys_tfx.schema.time_split import MIN_INTERACTIONS_TO_HOLD_OUT
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  schema_file: str  # the curated schema the examples are typed by
+  seed: int = 0  # of the tie-break between equal timestamps
+  min_interactions_to_hold_out: int = MIN_INTERACTIONS_TO_HOLD_OUT
+  history_length: int = 0  # > 0: each example carries the ids of that many earlier items
+
+  def __post_init__(self):
+    if not self.schema_file:
+      raise ValueError("TimeSplitExampleGen: schema_file is required")
+    for name in ("seed", "min_interactions_to_hold_out", "history_length"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"TimeSplitExampleGen: {name} must be an integer, got {value!r}")
+    if self.min_interactions_to_hold_out < MIN_INTERACTIONS_TO_HOLD_OUT:
+      raise ValueError(f"TimeSplitExampleGen: min_interactions_to_hold_out must be >= "
+                       f"{MIN_INTERACTIONS_TO_HOLD_OUT} (train, eval, test), got "
+                       f"{self.min_interactions_to_hold_out}")
+    if self.history_length < 0:
+      raise ValueError(f"TimeSplitExampleGen: history_length must be >= 0, got "
+                       f"{self.history_length}")
+
+
+def from_exec_properties(exec_properties: Dict[str, Any]) -> Options:
+  return Options(**json.loads(exec_properties.get("custom_config") or "{}"))

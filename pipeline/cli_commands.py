@@ -1,0 +1,88 @@
+"""The pipeline's subcommands of `recsys` (cli/cli.py registers them):
+
+  recsys run --config configs/demo.yaml [--data ...] [--model sasrec] ...
+  recsys report [--config ...] [--run RUN_ID]
+  recsys compare-rankers [--config ...] [--architectures wide_deep,dcn,deepfm,ncf]
+"""
+import sys
+
+from recsys_tfx.trainer import registry
+
+
+def _error(e: Exception) -> int:
+  print(f"error: {e}", file=sys.stderr)
+  return 2
+
+
+def _run(args) -> int:
+  from recsys_tfx.pipeline import configs, local_runner
+  from recsys_tfx.schema.canonical import DataError
+  overrides = {
+      "data": args.data, "pipeline_root": args.pipeline_root, "serving_dir": args.serving_dir,
+      "synthetic_interactions": args.synthetic_interactions, "seed": args.seed,
+      "schema": args.schema, "trainer.epochs": args.epochs,
+      "trainer.train_steps": args.train_steps, "trainer.model": args.model,
+  }
+  try:
+    config = configs.load(args.config, overrides)
+    local_runner.run(config)
+  except (DataError, configs.ConfigError) as e:
+    return _error(e)
+  return 0
+
+
+def _report(args) -> int:
+  from recsys_tfx.pipeline import configs, report
+  try:
+    metadata_path = args.metadata or configs.load(args.config).metadata_path
+    report.report(metadata_path, args.run)
+  except (ValueError, FileNotFoundError, configs.ConfigError) as e:
+    return _error(e)
+  return 0
+
+
+def _compare_rankers(args) -> int:
+  from recsys_tfx.pipeline import compare_rankers, configs
+  try:
+    config = configs.load(args.config, {"ranking.epochs": args.epochs,
+                                        "ranking.negative_sampling": args.negative_sampling,
+                                        "pipeline_root": args.pipeline_root})
+    results = compare_rankers.compare(config, args.architectures.split(","))
+  except (ValueError, FileNotFoundError, configs.ConfigError) as e:
+    return _error(e)
+  print("\nRankers on the same held-out users ('rerank': the retrieval top-100 minus training "
+        "items; 'sampled': vs 100 sampled negatives):")
+  print(compare_rankers.table(results))
+  return 0
+
+
+def add_commands(sub) -> None:
+  run = sub.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner)")
+  run.add_argument("--config", help="YAML config file (see configs/demo.yaml)")
+  run.add_argument("--data", help="synthetic | movielens:<dir> | csv:<file>")
+  run.add_argument("--schema", help="schema.pbtxt to use instead of the source's curated one")
+  run.add_argument("--pipeline-root", help="where artifacts and MLMD's SQLite file go")
+  run.add_argument("--serving-dir", help="where pushed models go (TF Serving layout)")
+  run.add_argument("--synthetic-interactions", type=int, help="size of the synthetic world")
+  run.add_argument("--seed", type=int)
+  run.add_argument("--model", help="retrieval model: " + " | ".join(registry.RETRIEVAL_MODELS)
+                   + " (default two_tower)")
+  run.add_argument("--epochs", type=int)
+  run.add_argument("--train-steps", type=int, help="train this many steps instead of epochs")
+  run.set_defaults(func=_run)
+
+  rep = sub.add_parser("report", help="TFMA metrics of a run: tables and PNG plots")
+  rep.add_argument("--config", default="configs/demo.yaml",
+                   help="the run's config (its pipeline_root holds ML Metadata)")
+  rep.add_argument("--metadata", help="an MLMD SQLite file instead of the config's")
+  rep.add_argument("--run", help="pipeline run id (default: the latest)")
+  rep.set_defaults(func=_report)
+
+  cmp = sub.add_parser("compare-rankers",
+                       help="train every ranking architecture on a finished run's data")
+  cmp.add_argument("--config", default="configs/demo.yaml", help="the run's config")
+  cmp.add_argument("--architectures", default="wide_deep,dcn,deepfm,ncf")
+  cmp.add_argument("--epochs", type=int, help="ranking epochs (default: the config's)")
+  cmp.add_argument("--pipeline-root", help="the run's pipeline root (default: the config's)")
+  cmp.add_argument("--negative-sampling", help="uniform | popularity | mixed")
+  cmp.set_defaults(func=_compare_rankers)

@@ -1,0 +1,48 @@
+"""What an exported model promises the server and its clients: model names, signature
+names, input and output names, the "unknown" values, asset names and the warm-up file.
+
+The exporter (trainer/export.py, trainer/warmup.py) writes SavedModels that keep these
+promises; the server and the client (serving/) rely on nothing else of how a model was
+made. Plain constants: no TensorFlow, so the serving layer can read them without the
+trainer.
+"""
+
+# Model names under the serving directory: <serving_dir>/<model>/<version>/.
+RETRIEVAL_MODEL = "retrieval"
+RANKING_MODEL = "ranking"
+
+# Signatures of the retrieval SavedModel.
+DEFAULT_SIGNATURE = "serving_default"  # user_id -> item_ids, scores
+RECOMMEND_WITH_CONTEXT = "recommend_with_context"  # user_id, <context> -> item_ids, scores
+RECOMMEND_WITH_HISTORY = "recommend_with_history"  # history, <context> -> item_ids, scores
+QUERY_EMBEDDING = "query_embedding"  # user_id, <context> -> embedding
+HISTORY_EMBEDDING = "history_embedding"  # history, <context> -> embedding
+ITEM_EMBEDDINGS = "item_embeddings"  # () -> item_ids, embeddings
+EVALUATE_EXAMPLES = "evaluate_examples"  # examples -> ranks [batch, 2] (TFMA)
+# Signatures of the ranking SavedModel.
+RANKING_SIGNATURE = DEFAULT_SIGNATURE  # user_id, item_id, <context> -> scores
+SCORE_EXAMPLES = "score_examples"  # examples -> scores (TFMA)
+
+# Input names; every other input of a signature is a context feature (e.g. hour, device).
+USER_ID = "user_id"
+ITEM_ID = "item_id"
+HISTORY = "history"  # string [batch, length], item ids oldest first, "" as padding
+EXAMPLES = "examples"  # serialized tf.Example [batch]
+ID_INPUTS = (USER_ID, ITEM_ID, HISTORY)
+
+# Output names.
+ITEM_IDS = "item_ids"
+SCORES = "scores"
+EMBEDDING = "embedding"
+EMBEDDINGS = "embeddings"
+RANKS = "ranks"
+
+# Context a request does not know: integers -1, strings "" (the models were trained with
+# context masked to these values, so they are meaningful inputs, not errors).
+UNKNOWN_INT = -1
+UNKNOWN_STRING = ""
+
+# TF Serving replays the PredictionLog records (predict_log only) in this file before a
+# version serves, at most MAX_WARMUP_RECORDS of them.
+WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+MAX_WARMUP_RECORDS = 1000

@@ -1,0 +1,150 @@
+"""End to end: the real pipeline (LocalDagRunner, Beam DirectRunner, MLMD on SQLite) on a
+small synthetic world, run once for the module; then checks of what it left behind."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from ml_metadata.proto import metadata_store_pb2
+from tfx.types import standard_artifacts
+
+from recsys_tfx.pipeline import summary
+from recsys_tfx.schema import time_split as example_gen_lib
+from recsys_tfx.components.evaluation_data import read_split
+from recsys_tfx.schema import features as feats
+
+pytestmark = pytest.mark.e2e
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COMPONENTS = ["TimeSplitExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+              "AnomalyGate", "Transform", "RetrievalTrainer", "RetrievalEvaluator",
+              "LatestBlessedRetrievalModel", "RetrievalValidator", "RetrievalBlessingReport",
+              "RetrievalPusher", "RankingTrainer", "RankingEvaluator", "RankingEvalExamples",
+              "LatestBlessedRankingModel", "RankingValidator", "RankingBlessingReport",
+              "RankingPusher"]
+
+
+@pytest.fixture(scope="module")
+def run(small_pipeline_run):
+  return small_pipeline_run
+
+
+def test_pushed_model_in_tf_serving_layout(run):
+  config, result = run
+  base = config.retrieval_push_dir()
+  versions = [d for d in os.listdir(base) if d.isdigit()]
+  assert len(versions) == 1
+  assert os.path.exists(os.path.join(base, versions[0], "saved_model.pb"))
+  assert os.path.realpath(result["pushed_model"]) == os.path.realpath(os.path.join(base, versions[0]))
+
+
+def test_mlmd_records_every_component(run):
+  config, _ = run
+  store = summary.open_store(config.metadata_path)
+  executions = store.get_executions()
+  names = {e.custom_properties["__component_id__"].string_value if "__component_id__" in
+           e.custom_properties else store.get_execution_types_by_id([e.type_id])[0].name
+           for e in executions}
+  complete = [e for e in executions
+              if e.last_known_state == metadata_store_pb2.Execution.COMPLETE]
+  assert len(complete) == len(COMPONENTS), (names, [e.last_known_state for e in executions])
+  contexts = {c.name for c in store.get_contexts()}
+  for component in COMPONENTS:
+    assert any(component in c for c in contexts), (component, contexts)
+
+
+def test_time_ordered_split(run):
+  config, _ = run
+  store = summary.open_store(config.metadata_path)
+  artifact = standard_artifacts.Examples()
+  artifact.set_mlmd_artifact(summary.latest_artifact(store, "Examples", "TimeSplitExampleGen"))
+  columns = {feats.USER_ID: tf.string, feats.TIMESTAMP: tf.int64}
+  splits = {s: read_split(artifact, s, columns) for s in example_gen_lib.SPLITS}
+  last_train = splits["train"].groupby(feats.USER_ID)[feats.TIMESTAMP].max()
+  eval_ts = splits["eval"].set_index(feats.USER_ID)[feats.TIMESTAMP]
+  test_ts = splits["test"].set_index(feats.USER_ID)[feats.TIMESTAMP]
+  assert len(splits["test"]) > 100 and splits["test"][feats.USER_ID].is_unique
+  assert (last_train.reindex(eval_ts.index) <= eval_ts).all()
+  assert (eval_ts.reindex(test_ts.index) <= test_ts).all()
+
+
+def test_two_tower_beats_popularity_on_held_out_split(run):
+  _, result = run
+  metrics = result["metrics"]
+  print(json.dumps(metrics, indent=1))
+  assert metrics["model/hit_rate@10"] > metrics["popularity/hit_rate@10"]
+  assert metrics["model/ndcg@10"] > metrics["popularity/ndcg@10"]
+
+
+FRESH_PROCESS_CHECK = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import scann  # registers the ScaNN ops; without it the SavedModel cannot load
+    import tensorflow as tf
+    model = tf.saved_model.load(sys.argv[1])
+    users = np.array(json.loads(sys.argv[2]), dtype=object)
+    top = model.signatures["serving_default"](user_id=tf.constant(users))
+    catalogue = model.signatures["item_embeddings"]()
+    ctx = {k: tf.constant([-1 if v.dtype.is_integer else "" for _ in users], v.dtype)
+           for k, v in model.signatures["query_embedding"].structured_input_signature[1].items()
+           if k != "user_id"}
+    q = model.signatures["query_embedding"](user_id=tf.constant(users), **ctx)["embedding"].numpy()
+    exact = np.argsort(-(q @ catalogue["embeddings"].numpy().T), axis=1)[:, :10]
+    ids = catalogue["item_ids"].numpy()
+    approx = top["item_ids"].numpy()[:, :10]
+    recall = np.mean([len(set(ids[e]) & set(a)) / 10 for e, a in zip(exact, approx)])
+    print(json.dumps({"recall": float(recall), "shape": list(top["item_ids"].shape),
+                      "scores_shape": list(top["scores"].shape)}))
+""")
+
+
+def test_scann_in_saved_model_agrees_with_brute_force_in_fresh_process(run):
+  config, result = run
+  data_dir = os.path.join(config.data_dir, "synthetic")
+  from recsys_tfx.schema import canonical as dataset
+  users = sorted(dataset.read_canonical(data_dir).interactions[feats.USER_ID].unique())[:200]
+  out = subprocess.run([sys.executable, "-c", FRESH_PROCESS_CHECK, result["pushed_model"],
+                        json.dumps(users)], capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  report = json.loads(out.stdout.strip().splitlines()[-1])
+  print("ScaNN recall@10 vs brute force over 200 users:", report["recall"])
+  assert report["shape"] == [200, config.trainer.top_k]
+  assert report["scores_shape"] == [200, config.trainer.top_k]
+  assert report["recall"] >= 0.9
+
+
+def test_ranking_model_scores_200_candidates_in_one_call(run):
+  config, result = run
+  from recsys_tfx.schema import canonical as dataset
+  from recsys_tfx.trainer import export
+  ranker = export.load_model(result["ranking_model"])
+  items = dataset.read_canonical(os.path.join(config.data_dir, "synthetic")).items
+  candidates = items[feats.ITEM_ID].astype(str).tolist()[:199] + ["never-seen-item"]
+  scores = ranker.signatures["serving_default"](
+      user_id=tf.constant(["u0"] * 200), item_id=tf.constant(candidates),
+      hour=tf.constant([21] * 200, tf.int64), device=tf.constant(["tv"] * 200))["scores"]
+  assert scores.shape == (200,)
+  values = scores.numpy()
+  assert np.all((values >= 0) & (values <= 1)) and np.std(values) > 0
+
+
+def test_summary_and_tfma_report_the_same_metrics(run):
+  """One metrics module, one tie rule: the RetrievalEvaluator's figures (the run summary)
+  and TFMA's (which decide blessing) agree, for the model and for popularity. Scores are
+  float32 matrix products computed by NumPy in one and TensorFlow in the other, so a
+  user may flip at a rank boundary by rounding: at most one user's worth apart."""
+  config, result = run
+  from recsys_tfx.pipeline import report
+  store = summary.open_store(config.metadata_path)
+  evaluation = summary.latest_artifact(store, "ModelEvaluation", "RetrievalValidator")
+  tfma_overall = report.load_metrics(evaluation.uri)["candidate"][()]
+  metrics = result["metrics"]
+  one_user = 1.0 / metrics["users_evaluated"]
+  for key in ("hit_rate@10", "ndcg@10", "hit_rate@50", "ndcg@100"):
+    assert abs(tfma_overall[key] - metrics[f"model/{key}"]) <= one_user, key
+  lift = metrics["model/hit_rate@10"] - metrics["popularity/hit_rate@10"]
+  assert abs(tfma_overall["hit_rate_lift@10"] - lift) <= 2 * one_user
