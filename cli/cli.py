@@ -20,11 +20,21 @@ from recsys_tfx.pipeline import metadata_cli  # noqa: E402
 from recsys_tfx.serving import cli_commands as serving_cli  # noqa: E402
 
 
+def _run_and_show(args) -> int:
+  """`recsys run`: the pipeline, then what the served funnel recommends (over gRPC, from
+  the models it pushed), so a run ends where users meet it."""
+  code, result = pipeline_cli.run(args)
+  if code == 0 and result and result.get("pushed_model"):
+    code = serving_cli.show_recommendations(result["serving_dir"], result["data_dir"])
+  return code
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="recsys", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest="command", required=True)
   pipeline_cli.add_commands(sub)  # run, report, compare-rankers
+  sub.choices["run"].set_defaults(func=_run_and_show)
   serving_cli.add_commands(sub)  # serve, recommend (the gRPC funnel), export-serving-config
   kubeflow_cli.add_commands(sub)
   metadata_cli.add_commands(sub)

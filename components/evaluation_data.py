@@ -48,11 +48,17 @@ def read_split(examples: Artifact, split: str, columns: Dict[str, tf.DType],
 
 @dataclasses.dataclass
 class HeldOut:
-  """The train split's (user, item) pairs and the test split's rows with their context
-  (and history, when the schema has one): what every evaluator reads."""
+  """The train and eval splits' (user, item) pairs and the test split's rows with their
+  context (and history, when the schema has one): what every evaluator reads."""
   train: pd.DataFrame
+  eval: pd.DataFrame
   test: pd.DataFrame
   context: List[str]  # the context feature names, columns of `test`
+
+  def before_test(self) -> pd.DataFrame:
+    """Every (user, item) interaction before the test split's: what a user has seen when
+    the held-out one comes."""
+    return pd.concat([self.train, self.eval], ignore_index=True)
 
 
 def read_held_out(examples: Artifact, schema_file: str) -> HeldOut:
@@ -61,9 +67,10 @@ def read_held_out(examples: Artifact, schema_file: str) -> HeldOut:
   ids = {feats.USER_ID: tf.string, feats.ITEM_ID: tf.string}
   history = feats.history_feature(all_features)
   train = read_split(examples, "train", ids)
+  evaluation = read_split(examples, "eval", ids)
   test = read_split(examples, "test", {**ids, **{f.name: tf.as_dtype(f.dtype) for f in context}},
                     [history.name] if history else [])
-  return HeldOut(train, test, [f.name for f in context])
+  return HeldOut(train, evaluation, test, [f.name for f in context])
 
 
 def string_matrix(lists: Sequence[Sequence[bytes]]) -> np.ndarray:

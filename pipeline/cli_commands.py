@@ -14,7 +14,9 @@ def _error(e: Exception) -> int:
   return 2
 
 
-def _run(args) -> int:
+def run(args):
+  """(exit code, the run's summary or None): `recsys run` without what the cli layer adds
+  after it (cli/cli.py shows what the served funnel then recommends)."""
   from recsys_tfx.pipeline import configs, local_runner
   from recsys_tfx.schema.canonical import DataError
   overrides = {
@@ -25,10 +27,9 @@ def _run(args) -> int:
   }
   try:
     config = configs.load(args.config, overrides)
-    local_runner.run(config)
+    return 0, local_runner.run(config)
   except (DataError, configs.ConfigError) as e:
-    return _error(e)
-  return 0
+    return _error(e), None
 
 
 def _report(args) -> int:
@@ -45,13 +46,14 @@ def _compare_rankers(args) -> int:
   from recsys_tfx.pipeline import compare_rankers, configs
   try:
     config = configs.load(args.config, {"ranking.epochs": args.epochs,
-                                        "ranking.negative_sampling": args.negative_sampling,
+                                        "ranking.loss": args.loss,
                                         "pipeline_root": args.pipeline_root})
     results = compare_rankers.compare(config, args.architectures.split(","))
   except (ValueError, FileNotFoundError, configs.ConfigError) as e:
     return _error(e)
-  print("\nRankers on the same held-out users ('rerank': the retrieval top-100 minus training "
-        "items; 'sampled': vs 100 sampled negatives):")
+  print("\nRankers ordering the same held-out users' candidate lists (the retrieval "
+        "model's candidates minus what each user saw before; 'users': over every held-out "
+        "user, a list without the held-out item counting as a miss):")
   print(compare_rankers.table(results))
   return 0
 
@@ -69,7 +71,7 @@ def add_commands(sub) -> None:
                    + " (default two_tower)")
   run.add_argument("--epochs", type=int)
   run.add_argument("--train-steps", type=int, help="train this many steps instead of epochs")
-  run.set_defaults(func=_run)
+  run.set_defaults(func=lambda args: run(args)[0])
 
   rep = sub.add_parser("report", help="TFMA metrics of a run: tables and PNG plots")
   rep.add_argument("--config", default="configs/demo.yaml",
@@ -84,5 +86,5 @@ def add_commands(sub) -> None:
   cmp.add_argument("--architectures", default="wide_deep,dcn,deepfm,ncf")
   cmp.add_argument("--epochs", type=int, help="ranking epochs (default: the config's)")
   cmp.add_argument("--pipeline-root", help="the run's pipeline root (default: the config's)")
-  cmp.add_argument("--negative-sampling", help="uniform | popularity | mixed")
+  cmp.add_argument("--loss", help="listwise | pointwise (default: the config's)")
   cmp.set_defaults(func=_compare_rankers)

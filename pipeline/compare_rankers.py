@@ -1,9 +1,9 @@
 """`recsys compare-rankers`: every ranking architecture on one run's data, one table.
 
-Reuses a finished pipeline run (its Transform output, time-ordered split and retrieval
-model, found through ML Metadata), trains each architecture with the pipeline's own
-ranking run_fn, and scores all of them with the RankingEvaluator's protocols on the same
-held-out users and the same candidates — so the rows differ only in the ranker.
+Reuses a finished pipeline run (its Transform output, canonical data, and the held-out
+users' candidate lists RankingEvalExamples wrote, found through ML Metadata), trains each
+architecture with the pipeline's own ranking run_fn, and orders the same lists with each,
+as the RankingGate does — so the rows differ only in the ranker.
 """
 import dataclasses
 import json
@@ -15,10 +15,9 @@ from typing import Dict, List
 from tfx.components.trainer import fn_args_utils
 from tfx.proto import trainer_pb2
 from tfx.types import standard_artifacts
-from tfx.utils import io_utils, proto_utils
+from tfx.utils import proto_utils
 
-from recsys_tfx.components import evaluation_data
-from recsys_tfx.components.ranking_evaluator import executor as ranking_evaluator
+from recsys_tfx.components.ranking_gate import executor as gate
 from recsys_tfx.pipeline import summary
 from recsys_tfx.pipeline.pipeline import ranking_custom_config
 from recsys_tfx.trainer import ranking_task
@@ -41,7 +40,8 @@ def run_inputs(store) -> Dict[str, object]:
       "transform_graph": _artifact(store, "TransformGraph", "Transform",
                                    standard_artifacts.TransformGraph),
       "schema": _artifact(store, "Schema", "ImportSchemaGen", standard_artifacts.Schema),
-      "retrieval": _artifact(store, "Model", "RetrievalTrainer", standard_artifacts.Model),
+      "ranking_examples": _artifact(store, "Examples", "RankingEvalExamples",
+                                    standard_artifacts.Examples),
   }
 
 
@@ -73,9 +73,8 @@ def compare(config, architectures: List[str], out_root: str = None) -> Dict[str,
   store = summary.open_store(config.metadata_path)
   inputs = run_inputs(store)
   data_dir = summary.latest_data_dir(store)
-  held_out = evaluation_data.read_held_out(
-      inputs["examples"], io_utils.get_only_uri_in_dir(inputs["schema"].uri))
-  retrieval_dir = os.path.join(inputs["retrieval"].uri, "Format-Serving")
+  lists = gate.read_lists(inputs["ranking_examples"])
+  users = inputs["ranking_examples"].get_int_custom_property("users")
   results = {}
   for name in architectures:
     print(f"-> training {name}", flush=True)
@@ -84,24 +83,26 @@ def compare(config, architectures: List[str], out_root: str = None) -> Dict[str,
     custom_config = ranking_custom_config(dataclasses.replace(config, ranking=ranking), data_dir)
     model_dir = train_ranker(inputs, custom_config, os.path.join(out_root, name))
     seconds = time.time() - start
-    metrics = ranking_evaluator.evaluate(retrieval_dir, model_dir, held_out, config.seed)
+    metrics = gate.evaluate(lists, model_dir, None, users)
     metrics["train_seconds"] = seconds
     results[name] = metrics
-    print(f"<- {name}: rerank NDCG@10 {metrics['rerank/ranker/ndcg@10']:.4f} "
-          f"({seconds:.0f}s)", flush=True)
+    print(f"<- {name}: NDCG@10 on the lists {metrics['lists/ranker/ndcg@10']:.4f} "
+          f"(retrieval order {metrics['lists/retrieval/ndcg@10']:.4f}; {seconds:.0f}s)",
+          flush=True)
   return results
 
 
 def table(results: Dict[str, Dict[str, float]]) -> str:
-  cols = [("rerank/{}/hit_rate@10", "rerank HR@10"), ("rerank/{}/ndcg@10", "NDCG@10"),
-          ("sampled/{}/hit_rate@10", "| sampled HR@10"), ("sampled/{}/ndcg@10", "NDCG@10")]
-  lines = [f"  {'scorer':<24}" + "".join(f"{label:>16}" for _, label in cols)
-           + f"{'train s':>9}"]
-  for name, metrics in results.items():
-    lines.append(f"  {name:<24}" + "".join(f"{metrics[c.format('ranker')]:>16.4f}" for c, _ in cols)
-                 + f"{metrics['train_seconds']:>9.0f}")
-  any_metrics = next(iter(results.values()))
-  for scorer, label in (("retrieval", "retrieval score only"), ("popularity", "popularity")):
-    lines.append(f"  {label:<24}" + "".join(f"{any_metrics[c.format(scorer)]:>16.4f}"
+  """Each architecture's order of the lists, then the retrieval order and popularity's."""
+  cols = [("lists/{}/hit_rate@10", "HR@10"), ("lists/{}/ndcg@10", "NDCG@10"),
+          ("users/{}/hit_rate@10", "| users HR@10"), ("users/{}/ndcg@10", "NDCG@10")]
+  lines = [f"  {'order':<24}" + "".join(f"{label:>15}" for _, label in cols) + f"{'train s':>9}"]
+  for name, values in results.items():
+    lines.append(f"  {name:<24}" + "".join(f"{values[c.format('ranker')]:>15.4f}"
+                                           for c, _ in cols)
+                 + f"{values['train_seconds']:>9.0f}")
+  any_values = next(iter(results.values()))
+  for order, label in (("retrieval", "retrieval order"), ("popularity", "popularity")):
+    lines.append(f"  {label:<24}" + "".join(f"{any_values[c.format(order)]:>15.4f}"
                                             for c, _ in cols) + f"{'':>9}")
   return "\n".join(lines)

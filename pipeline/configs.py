@@ -36,12 +36,14 @@ class ValidationConfig:
   thresholds: Dict[str, float] = dataclasses.field(default_factory=dict)  # extra lower bounds
   max_regression: Dict[str, float] = dataclasses.field(
       default_factory=lambda: {"hit_rate@10": 0.01, "ndcg@10": 0.01})  # vs last blessed
-  ranking_negatives: int = 20  # sampled negatives per held-out positive for the ranker's TFMA
-  # The ranker's TFMA sees a seeded sample of this many held-out users (0 = all): its
-  # per-user metrics hold every example in memory (components/ranking_eval_examples.py).
-  ranking_max_users: int = 10_000
-  min_ranking_auc: float = 0.6  # an untrained ranker scores about 0.5
-  max_ranking_auc_regression: float = 0.01
+  # The ranking stage (components/ranking_gate): the ranker's re-ordering of the retrieval
+  # candidates must beat the retrieval order's NDCG@10 by more than this, in [-1, 1] ...
+  min_rerank_lift: float = 0.0
+  # ... and be no worse than the last blessed ranker's on the same lists, by more than this.
+  max_ranking_regression: float = 0.0
+  # TFMA reports on the lists of a seeded sample of this many held-out users (0 = all):
+  # its per-user metrics hold every candidate in memory (components/ranking_eval_examples).
+  ranking_tfma_users: int = 300
 
 
 @dataclasses.dataclass
@@ -138,8 +140,14 @@ def validate(config: PipelineConfig, where: str) -> None:
   checks = [
       (config.synthetic_interactions >= 1000,
        f"synthetic_interactions must be >= 1000, got {config.synthetic_interactions}"),
-      (config.validation.ranking_max_users >= 0,
-       f"validation.ranking_max_users must be >= 0, got {config.validation.ranking_max_users}"),
+      (config.validation.ranking_tfma_users >= 0,
+       f"validation.ranking_tfma_users must be >= 0, got {config.validation.ranking_tfma_users}"),
+      (_number_in(config.validation.min_rerank_lift, -1, 1),
+       f"validation.min_rerank_lift must be a number in [-1, 1], got "
+       f"{config.validation.min_rerank_lift!r}"),
+      (_number_in(config.validation.max_ranking_regression, 0, 1),
+       f"validation.max_ranking_regression must be a number in [0, 1], got "
+       f"{config.validation.max_ranking_regression!r}"),
       (config.min_interactions_to_hold_out >= MIN_INTERACTIONS_TO_HOLD_OUT,
        f"min_interactions_to_hold_out must be >= {MIN_INTERACTIONS_TO_HOLD_OUT} (train, "
        f"eval, test), got {config.min_interactions_to_hold_out}"),
@@ -150,6 +158,10 @@ def validate(config: PipelineConfig, where: str) -> None:
     raise ConfigError(f"{where}: {problems[0]}")
   if config.schema and not os.path.exists(config.schema):
     raise ConfigError(f"{where}: schema file {config.schema} does not exist")
+
+
+def _number_in(value, low: float, high: float) -> bool:
+  return not isinstance(value, bool) and isinstance(value, (int, float)) and low <= value <= high
 
 
 def validate_against_schema(config: PipelineConfig, features, schema_file: str) -> None:

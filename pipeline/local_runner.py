@@ -55,4 +55,7 @@ def run(config: configs.PipelineConfig) -> Dict[str, object]:
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           os.path.abspath(config.metadata_path)))
   tfx.orchestration.LocalDagRunner().run(pipeline)
-  return summary.print_summary(config, data, time.time() - start)
+  result = summary.print_summary(config, data, time.time() - start)
+  result["data_dir"] = data_dir
+  result["serving_dir"] = configs.resolve(config.serving_dir)
+  return result

@@ -1,14 +1,16 @@
 """The TFX DAG. This module only wires components; every knob is in pipeline/configs.py.
 
   TimeSplitExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> AnomalyGate
-    -> Transform -> RetrievalTrainer (two_tower | mf | lightgcn | sasrec | bert4rec: ScaNN;
-                                      popularity | itemknn | ease | transitions: exact top-K)
-                    -> RetrievalEvaluator (report)
+    -> Transform -> RetrievalTrainer (trainer.models: each trained, the best on the eval
+                                      split is the primary, all are candidate sources)
+                    -> RetrievalEvaluator (report: HR/NDCG vs popularity, ScaNN recall)
                     -> RetrievalValidator (TFMA, vs LatestBlessedRetrievalModel)
                     -> RetrievalPusher (only a blessed model)
-                 -> RankingTrainer (wide_deep | dcn | deepfm | ncf) -> RankingEvaluator (report)
-                    -> RankingEvalExamples -> RankingValidator (TFMA, vs LatestBlessedRankingModel)
-                    -> RankingPusher (only a blessed model)
+                 -> RankingTrainer (wide_deep | dcn | deepfm | ncf, on candidate lists)
+                    -> RankingEvalExamples (the retrieval model's lists for held-out users)
+                    -> RankingValidator (TFMA report, vs LatestBlessedRankingModel)
+                    -> RankingGate (beats the retrieval order? the last blessed ranker?)
+                    -> RankingPusher (only a blessed ranker)
 """
 from typing import List, Optional
 
@@ -17,12 +19,13 @@ from tfx import v1 as tfx
 from recsys_tfx.components.anomaly_gate.component import AnomalyGate
 from recsys_tfx.components.blessing_report.component import BlessingReport
 from recsys_tfx.components.ranking_eval_examples.component import RankingEvalExamples
-from recsys_tfx.components.ranking_evaluator.component import RankingEvaluator
+from recsys_tfx.components.ranking_gate.component import RankingGate
 from recsys_tfx.components.retrieval_evaluator.component import RetrievalEvaluator
 from recsys_tfx.components.time_split_example_gen.component import TimeSplitExampleGen
 from recsys_tfx.pipeline import configs, model_validation
 from recsys_tfx.pipeline.configs import PipelineConfig
 from recsys_tfx.schema import features as feats
+from recsys_tfx.schema.export_contract import RANKING_MODEL, RETRIEVAL_MODEL
 from recsys_tfx.trainer import config as trainer_config
 
 PREPROCESSING_FN = "recsys_tfx.trainer.preprocessing.preprocessing_fn"
@@ -37,8 +40,9 @@ def trainer_custom_config(config: PipelineConfig, data_dir: str) -> dict:
 
 
 def ranking_custom_config(config: PipelineConfig, data_dir: str) -> dict:
-  return trainer_config.to_custom_config(
-      trainer_config.RankingRun(config.ranking, config.seed, data_dir))
+  return trainer_config.to_custom_config(trainer_config.RankingRun(
+      config.ranking, config.trainer, config.seed, data_dir,
+      config.min_interactions_to_hold_out))
 
 
 def _trainer(name: str, run_fn: str, transform, schema_gen, custom_config: dict):
@@ -52,34 +56,33 @@ def _trainer(name: str, run_fn: str, transform, schema_gen, custom_config: dict)
       custom_config=custom_config).with_id(f"{name}Trainer")
 
 
-def _validate_and_push(name: str, trainer, examples, eval_config, push_dir: str, after):
-  """TFMA judges the new model against thresholds and the latest blessed model of the same
-  kind; a BlessingReport records why; the Pusher pushes only a blessed model, after the
-  `after` component (the evaluator whose report the summary prints)."""
-  baseline = tfx.dsl.Resolver(
+def _latest_blessed(name: str, blessed_by: str):
+  return tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
                             producer_component_id=f"{name}Trainer"),
       model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
-                                     producer_component_id=f"{name}Validator"),
+                                     producer_component_id=blessed_by),
   ).with_id(f"LatestBlessed{name}Model")
+
+
+def _tfma(name: str, trainer, examples, eval_config, baseline, split: str):
   validator = tfx.components.Evaluator(
       examples=examples, model=trainer.outputs["model"],
       baseline_model=baseline.outputs["model"], eval_config=eval_config,
-      example_splits=["test"]).with_id(f"{name}Validator")
+      example_splits=[split]).with_id(f"{name}Validator")
   # In-process Beam: TFMA loads the SavedModel, whose ScaNN ops are registered only where
   # scann was imported (components/tfma_metrics.py), i.e. this process, not fresh workers.
   validator.with_beam_pipeline_args(IN_PROCESS_BEAM)
-  report = BlessingReport(evaluation=validator.outputs["evaluation"],
-                          blessing=validator.outputs["blessing"]).with_id(f"{name}BlessingReport")
-  pusher = tfx.components.Pusher(
-      model=trainer.outputs["model"],
-      model_blessing=validator.outputs["blessing"],
+  return validator
+
+
+def _pusher(name: str, trainer, blessing, push_dir: str):
+  return tfx.components.Pusher(
+      model=trainer.outputs["model"], model_blessing=blessing,
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_dir)),
   ).with_id(f"{name}Pusher")
-  pusher.add_upstream_node(after)
-  return [baseline, validator, report, pusher]
 
 
 def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
@@ -113,30 +116,48 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
       seed=config.seed)
   components = [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
                 transform, retrieval_trainer, retrieval_evaluator]
-  components += _validate_and_push(
-      "Retrieval", retrieval_trainer, example_gen.outputs["examples"],
-      model_validation.eval_config(config.validation), config.push_dir("retrieval"),
-      after=retrieval_evaluator)
+  # TFMA judges the retrieval model against thresholds and the latest blessed one; a
+  # BlessingReport records why; the Pusher pushes only a blessed model.
+  retrieval_baseline = _latest_blessed("Retrieval", "RetrievalValidator")
+  retrieval_validator = _tfma("Retrieval", retrieval_trainer, example_gen.outputs["examples"],
+                              model_validation.eval_config(config.validation),
+                              retrieval_baseline, "test")
+  retrieval_report = BlessingReport(
+      evaluation=retrieval_validator.outputs["evaluation"],
+      blessing=retrieval_validator.outputs["blessing"]).with_id("RetrievalBlessingReport")
+  retrieval_pusher = _pusher("Retrieval", retrieval_trainer,
+                             retrieval_validator.outputs["blessing"],
+                             config.push_dir(RETRIEVAL_MODEL))
+  retrieval_pusher.add_upstream_node(retrieval_evaluator)
+  components += [retrieval_baseline, retrieval_validator, retrieval_report, retrieval_pusher]
 
   if config.ranking.enabled:
+    # The ranker is judged on the held-out users' candidate lists from this run's
+    # retrieval model: TFMA reports, the RankingGate decides (it must beat the retrieval
+    # order and the last blessed ranker).
     ranking_trainer = _trainer("Ranking", RANKING_RUN_FN, transform, schema_gen,
                                ranking_custom_config(config, data_dir))
-    ranking_evaluator = RankingEvaluator(
+    ranking_examples = RankingEvalExamples(
         examples=example_gen.outputs["examples"],
         retrieval_model=retrieval_trainer.outputs["model"],
-        ranking_model=ranking_trainer.outputs["model"],
-        schema=schema_gen.outputs["schema"],
-        seed=config.seed)
-    ranking_examples = RankingEvalExamples(
-        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-        data_dir=data_dir, negatives=config.validation.ranking_negatives,
-        sampling=config.ranking.negative_sampling, seed=config.seed,
-        max_users=config.validation.ranking_max_users)
-    components += [ranking_trainer, ranking_evaluator, ranking_examples]
-    components += _validate_and_push(
-        "Ranking", ranking_trainer, ranking_examples.outputs["ranking_examples"],
-        model_validation.ranking_eval_config(config.validation), config.push_dir("ranking"),
-        after=ranking_evaluator)
+        schema=schema_gen.outputs["schema"], data_dir=data_dir, seed=config.seed,
+        sample_users=config.validation.ranking_tfma_users)
+    ranking_baseline = _latest_blessed("Ranking", "RankingGate")
+    ranking_validator = _tfma("Ranking", ranking_trainer,
+                              ranking_examples.outputs["ranking_examples"],
+                              model_validation.ranking_eval_config(config.validation),
+                              ranking_baseline, "sample")
+    gate = RankingGate(
+        ranking_examples=ranking_examples.outputs["ranking_examples"],
+        model=ranking_trainer.outputs["model"],
+        baseline_model=ranking_baseline.outputs["model"],
+        retrieval_blessing=retrieval_validator.outputs["blessing"],
+        min_rerank_lift=config.validation.min_rerank_lift,
+        max_regression=config.validation.max_ranking_regression)
+    gate.add_upstream_node(ranking_validator)  # TFMA's report first, in the run's order
+    components += [ranking_trainer, ranking_examples, ranking_baseline, ranking_validator,
+                   gate, _pusher("Ranking", ranking_trainer, gate.outputs["blessing"],
+                                 config.push_dir(RANKING_MODEL))]
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,

@@ -1,16 +1,14 @@
-"""The end-of-run summary, read back from ML Metadata: where the model was pushed, what it
-scored next to popularity, and top-10 recommendations for a few users."""
+"""The end-of-run summary, read back from ML Metadata: which stages serve and why, how the
+primary retrieval model was chosen, what the models scored next to popularity and the
+retrieval order. (`recsys run` then prints what the served funnel recommends.)"""
 import json
 import os
 from typing import Dict, List, Optional
 
-import numpy as np
-import pandas as pd
 from ml_metadata.metadata_store import metadata_store
 from tfx.orchestration import metadata
 
-from recsys_tfx.components.ranking_evaluator import executor as ranking_evaluator
-from recsys_tfx.trainer import export
+from recsys_tfx.components.ranking_gate import executor as ranking_gate
 from recsys_tfx.schema import features as feats
 
 
@@ -60,9 +58,13 @@ def latest_metrics(store, evaluator: str = "RetrievalEvaluator") -> Optional[Dic
     return json.load(f)
 
 
+# Who records each stage's verdict: TFMA's, in words, for retrieval; the gate for ranking.
+VERDICT_BY = {"Retrieval": "RetrievalBlessingReport", "Ranking": "RankingGate"}
+
+
 def blessing(store, model_name: str) -> Optional[Dict[str, object]]:
-  """The latest TFMA verdict for 'Retrieval' or 'Ranking': blessed, and why not."""
-  report = latest_artifact(store, "ModelEvaluation", f"{model_name}BlessingReport")
+  """The latest verdict for 'Retrieval' or 'Ranking': blessed, and why not."""
+  report = latest_artifact(store, "ModelEvaluation", VERDICT_BY[model_name])
   if report is None:
     return None
   return {"blessed": bool(_property(report, "blessed")),
@@ -73,7 +75,7 @@ def describe_blessing(verdict: Optional[Dict[str, object]]) -> str:
   if verdict is None:
     return "not validated"
   if verdict["blessed"]:
-    return "BLESSED by TFMA"
+    return "BLESSED"
   return "NOT BLESSED, not pushed: " + "; ".join(verdict["reasons"] or ["see TFMA output"])
 
 
@@ -91,20 +93,38 @@ def metrics_table(metrics: Dict[str, float], model_label: str = "two_tower") -> 
   return "\n".join(lines)
 
 
-def recommend(model_dir: str, user_ids: List[str], k: int = 10, model=None) -> List[List[dict]]:
-  model = model or export.load_model(model_dir)
-  out = model.signatures["serving_default"](user_id=np.array(user_ids, dtype=object))
-  ids, scores = out["item_ids"].numpy()[:, :k], out["scores"].numpy()[:, :k]
-  return [[{"item_id": i.decode(), "score": float(s)} for i, s in zip(row_ids, row_scores)]
-          for row_ids, row_scores in zip(ids, scores)]
+def selection_table(metrics: Dict[str, float], chosen: str) -> str:
+  """The candidate models' eval-split figures, from the RetrievalEvaluator's metrics."""
+  names = sorted({key.split("/")[1] for key in metrics if key.startswith("selection/")},
+                 key=lambda n: -metrics[f"selection/{n}/ndcg@10"])
+  lines = [f"  {'model':<14}{'HR@10':>9}{'NDCG@10':>9}{'HR@50':>9}{'NDCG@50':>9}"]
+  for name in names:
+    row = "".join(f"{metrics.get(f'selection/{name}/{k}', float('nan')):>9.4f}"
+                  for k in ("hit_rate@10", "ndcg@10", "hit_rate@50", "ndcg@50"))
+    lines.append(f"  {name:<14}{row}" + ("   <- primary" if name == chosen else ""))
+  return "\n".join(lines)
 
 
-def describe_recommendations(recs: List[dict], titles: Dict[str, str]) -> List[str]:
-  return [f"     {r + 1:>2}. {rec['item_id']:<10} {rec['score']:7.3f}  {titles.get(rec['item_id'], '')}"
-          for r, rec in enumerate(recs)]
+def describe_stages(config, store) -> List[str]:
+  """Which stages serve after this run, and why."""
+  retrieval = latest_pushed_model_dir(store)
+  lines = [f"  retrieval stage: {describe_blessing(blessing(store, 'Retrieval'))}",
+           f"    live: {retrieval or 'nothing pushed yet'}"]
+  if not config.ranking.enabled:
+    return lines + ["  ranking stage: disabled (ranking.enabled: false): the funnel serves "
+                    "the retrieval order"]
+  ranking = latest_pushed_model_dir(store, "RankingPusher")
+  verdict = blessing(store, "Ranking")
+  lines.append(f"  ranking stage ({config.ranking.architecture}): {describe_blessing(verdict)}")
+  if ranking:
+    lines.append(f"    live: {ranking}" + ("" if verdict and verdict["blessed"] else
+                                             " (blessed in an earlier run)"))
+  else:
+    lines.append("    live: none, so the funnel serves the retrieval order")
+  return lines
 
 
-def print_summary(config, data, wall_seconds: float, example_users: int = 3) -> Dict[str, object]:
+def print_summary(config, data, wall_seconds: float) -> Dict[str, object]:
   store = open_store(config.metadata_path)
   pushed = latest_pushed_model_dir(store)
   metrics = latest_metrics(store)
@@ -113,38 +133,36 @@ def print_summary(config, data, wall_seconds: float, example_users: int = 3) -> 
   print(f"  data: {len(data.interactions):,} interactions, "
         f"{data.interactions[feats.USER_ID].nunique():,} users, {len(data.items):,} catalogue items")
   retrieval_verdict = blessing(store, "Retrieval")
-  print(f"  retrieval model: {describe_blessing(retrieval_verdict)}")
-  print(f"  live retrieval model: {pushed}")
-  ranking_pushed = latest_pushed_model_dir(store, "RankingPusher")
   ranking_verdict = blessing(store, "Ranking") if config.ranking.enabled else None
-  if config.ranking.enabled:
-    print(f"  ranking model ({config.ranking.architecture}): {describe_blessing(ranking_verdict)}")
-    print(f"  live ranking model: {ranking_pushed}")
+  print("\n".join(describe_stages(config, store)))
   print(f"  ML Metadata: {os.path.abspath(config.metadata_path)}")
+  evaluation = latest_artifact(store, "ModelEvaluation", "RetrievalEvaluator")
+  chosen = _property(evaluation, "selected_model") if evaluation else None
+  if metrics and len({k.split("/")[1] for k in metrics if k.startswith("selection/")}) > 1:
+    print(f"\nRetrieval models trained (trainer.models), on the eval split (each user's "
+          f"second-to-last interaction, full catalogue); the best NDCG@10 is the primary, "
+          f"all are candidate sources:")
+    print(selection_table(metrics, chosen))
   if metrics:
     print(f"\nRetrieval on the held-out test split ({metrics['users_evaluated']:,} users; "
           f"full catalogue of {metrics['catalogue_size']:,} items minus each user's training "
           f"items; 'sampled' = vs 100 sampled negatives):")
-    print(metrics_table(metrics, config.trainer.model))
+    print(metrics_table(metrics, chosen or config.trainer.model))
     if "scann_recall@10" in metrics:
       print(f"  ScaNN top-10 vs exact brute-force top-10: recall {metrics['scann_recall@10']:.4f}")
     else:
       print("  top-K index: exact (brute force), so no ScaNN recall to report")
-  ranking_metrics = latest_metrics(store, "RankingEvaluator") if config.ranking.enabled else None
+  ranking_metrics = latest_metrics(store, "RankingGate") if config.ranking.enabled else None
   if ranking_metrics:
-    print(f"\nRanking on the same test users ('rerank' = ordering the retrieval top-100 minus "
-          f"training items, {ranking_metrics['rerank/candidates_with_target']:.1%} of which hold "
-          f"the held-out item; 'sampled' = vs 100 sampled negatives):")
-    print(ranking_evaluator.ranking_table(ranking_metrics, config.ranking.architecture))
-  if pushed:
-    users = sorted(data.interactions[feats.USER_ID].unique())[:example_users]
-    titles = dict(zip(data.items[feats.ITEM_ID], data.items.get("title", pd.Series(dtype=str))))
-    print("\nTop-10 recommendations from the pushed model:")
-    for user, recs in zip(users, recommend(pushed, users)):
-      print(f"  user {user}:")
-      print("\n".join(describe_recommendations(recs, titles)))
+    print(f"\nRanking: ordering each held-out user's candidate list (the retrieval model's "
+          f"candidates minus what the user saw before), on the "
+          f"{ranking_metrics['lists_with_target']:,} lists of "
+          f"{ranking_metrics['users']:,} users that hold the held-out item "
+          f"({ranking_metrics['candidates_with_target']:.1%}):")
+    print(ranking_gate.ranking_table(ranking_metrics, config.ranking.architecture))
   print(f"\nWall time: {wall_seconds:.0f}s")
   print("=" * 78)
-  return {"pushed_model": pushed, "metrics": metrics, "ranking_model": ranking_pushed,
+  return {"pushed_model": pushed, "metrics": metrics,
+          "ranking_model": latest_pushed_model_dir(store, "RankingPusher"),
           "ranking_metrics": ranking_metrics, "retrieval_blessing": retrieval_verdict,
-          "ranking_blessing": ranking_verdict}
+          "ranking_blessing": ranking_verdict, "selected_model": chosen}

@@ -19,9 +19,17 @@ QUERY_EMBEDDING = "query_embedding"  # user_id, <context> -> embedding
 HISTORY_EMBEDDING = "history_embedding"  # history, <context> -> embedding
 ITEM_EMBEDDINGS = "item_embeddings"  # () -> item_ids, embeddings
 EVALUATE_EXAMPLES = "evaluate_examples"  # examples -> ranks [batch, 2] (TFMA)
+# The candidate lists the ranker re-orders: the union of every source's (retrieval
+# model's) top-K, by the primary source's score, with each source's score and rank.
+CANDIDATES_WITH_CONTEXT = "candidates_with_context"  # user_id, <context> -> candidates
+CANDIDATES_WITH_HISTORY = "candidates_with_history"  # history, <context> -> candidates
+CANDIDATE_SOURCES = "candidate_sources"  # () -> sources [S], primary (scalar)
 # Signatures of the ranking SavedModel.
-RANKING_SIGNATURE = DEFAULT_SIGNATURE  # user_id, item_id, <context> -> scores
+RANKING_SIGNATURE = DEFAULT_SIGNATURE  # user_id, item_id, source_scores, source_ranks,
+#                                         <context> -> scores
 SCORE_EXAMPLES = "score_examples"  # examples -> scores (TFMA)
+# The ranker's CANDIDATE_SOURCES signature names the sources it was trained with; the
+# funnel uses it only with a retrieval model of the same sources.
 
 # Input names; every other input of a signature is a context feature (e.g. hour, device).
 USER_ID = "user_id"
@@ -36,6 +44,13 @@ SCORES = "scores"
 EMBEDDING = "embedding"
 EMBEDDINGS = "embeddings"
 RANKS = "ranks"
+SOURCES = "sources"
+PRIMARY = "primary"
+# [candidates, sources] float32, as a ranking input and a candidates_* output: each
+# source's score of the candidate, and its 1-based rank in that source's top-K (0: the
+# source did not retrieve it).
+SOURCE_SCORES = "source_scores"
+SOURCE_RANKS = "source_ranks"
 
 # Context a request does not know: integers -1, strings "" (the models were trained with
 # context masked to these values, so they are meaningful inputs, not errors).
@@ -46,3 +61,6 @@ UNKNOWN_STRING = ""
 # version serves, at most MAX_WARMUP_RECORDS of them.
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000
+# How the retrieval model's primary source was chosen: each candidate model's eval-split
+# figures (JSON), written beside the SavedModel.
+SELECTION_FILE = "assets.extra/selection.json"

@@ -12,8 +12,9 @@ request or the set-up is wrong (no server, bad k); 1 when the server fails a req
 """
 import argparse
 import json
-import os
 import logging
+import math
+import os
 import sys
 from typing import Dict, List
 
@@ -85,18 +86,25 @@ def parse_context(pairs: List[str]) -> Dict[str, str]:
 def _format_text(rec) -> str:
   context = " ".join(f"{k}={v}" for k, v in rec.context.items()) or "unknown"
   counts = rec.rule_counts
+  ranked = f"{rec.ranked} ranked" if rec.ranked else "in the retrieval order"
   lines = [f"user {rec.user_id} (context: {context}): {rec.retrieved} candidates, "
-           f"{counts.get('seen', 0)} seen dropped, {rec.ranked} ranked, "
+           f"{counts.get('seen', 0)} seen dropped, {ranked}, "
            f"{counts.get('genre_cap', 0)} over the genre cap, {len(rec.items)} shown "
            f"[{rec.timings_ms['total']:.1f} ms]",
            f"  {'#':>3}  {'item':<10} {'final':>7} {'ranking':>8} {'retrieval':>10} "
            f"{'(rank)':>6}  {'genre':<12} title  [rules]"]
   for i, c in enumerate(rec.items, start=1):
     touched = f"  [{', '.join(c.rules)}]" if c.rules else ""
-    lines.append(f"  {i:>3}. {c.item_id:<10} {c.final_score:7.3f} {c.ranking_score:8.3f} "
+    ranking = "-" if math.isnan(c.ranking_score) else f"{c.ranking_score:.3f}"
+    lines.append(f"  {i:>3}. {c.item_id:<10} {c.final_score:7.3f} {ranking:>8} "
                  f"{c.retrieval_score:10.3f} {c.retrieval_rank:>6}  {c.genre or '-':<12} "
                  f"{c.title}{touched}")
   return "\n".join(lines)
+
+
+def format_stages(stages) -> str:
+  return (f"stages: retrieval: {stages.retrieval}\n"
+          f"        ranking: {stages.ranking}")
 
 
 def _or(value, default):
@@ -138,12 +146,12 @@ def _recommend(args) -> int:
                  for user in args.user]
       versions = {m: client.available_version(m) for m in (args.retrieval_model,
                                                            args.ranking_model)}
-      return results, versions
+      return results, versions, funnel.stages()
 
   embedded = None
   try:
     try:
-      results, versions = run_funnel(target)
+      results, versions, stages = run_funnel(target)
     except ServerUnavailable:
       if args.target or not os.path.isdir(args.model_base):
         raise
@@ -156,7 +164,7 @@ def _recommend(args) -> int:
       print(f"note: no model server at {client_lib.DEFAULT_TARGET}; serving {args.model_base} "
             f"from this process on {target} for this call (`recsys serve` keeps one running)",
             file=sys.stderr)
-      results, versions = run_funnel(target)
+      results, versions, stages = run_funnel(target)
   except ServerUnavailable as e:
     return _error(f"{e}. Start one with `recsys serve --model-base serving_models` (or pass "
                   "--target host:port)", USAGE_ERROR)
@@ -169,16 +177,42 @@ def _recommend(args) -> int:
       embedded.stop()
   if args.json:
     print(json.dumps({
-        "target": target, "models": versions, "k": args.k, "context": context,
+        "target": target, "models": versions, "stages": stages.to_dict(), "k": args.k,
+        "context": context,
         "recommendations": {r.user_id: [c.to_dict() for c in r.items] for r in results},
         "funnel": {r.user_id: {key: value for key, value in r.to_dict().items()
                                if key not in ("items", "user_id")} for r in results},
     }, indent=2))
   else:
     print(f"models at {target}: " +
-          ", ".join(f"{m} v{v}" for m, v in versions.items()))
+          ", ".join(f"{m} v{v}" for m, v in versions.items() if v is not None))
+    print(format_stages(stages))
     for r in results:
       print(_format_text(r))
+  return 0
+
+
+def show_recommendations(model_base: str, data_dir: str, users: int = 3, k: int = 10) -> int:
+  """Prints the served funnel's top k for a few of the data's users: a real gRPC server on
+  the pushed models, in this process, called as `recsys recommend` calls it."""
+  from recsys_tfx.serving.catalogue import Catalogue
+  from recsys_tfx.serving.client import PredictionClient, RequestFailed
+  from recsys_tfx.serving.funnel import Funnel
+  from recsys_tfx.serving.model_server import ModelServer
+  catalogue = Catalogue.from_canonical(data_dir)
+  server = ModelServer(model_base, port=0).start()
+  try:
+    with PredictionClient(server.address) as client:
+      funnel = Funnel(client, catalogue)
+      print(f"\nServed recommendations (the funnel over gRPC from {model_base}, as "
+            f"`recsys recommend --user U --data-dir {data_dir}` gives them):")
+      print(format_stages(funnel.stages()))
+      for user in sorted(catalogue.user_ids())[:users]:
+        print(_format_text(funnel.recommend(user, k)))
+  except RequestFailed as e:
+    return _error(str(e), SERVER_ERROR)
+  finally:
+    server.stop()
   return 0
 
 
@@ -205,7 +239,7 @@ def _add_recommend(sub) -> None:
                                     "items), e.g. runs/demo/data/synthetic")
   p.add_argument("--candidates", type=int,
                  help="candidates to rank: at most this many of what retrieval returns "
-                      "(its trainer.top_k) (default 300)")
+                      "(the union of its sources' trainer.top_k each) (default 1000)")
   p.add_argument("--max-per-genre", type=int, default=rule_lib.DEFAULT_MAX_PER_GENRE,
                  help="diversity cap per primary genre; 0 turns it off "
                       f"(default {rule_lib.DEFAULT_MAX_PER_GENRE})")

@@ -17,6 +17,7 @@ tensor_content.
 Every failed RPC raises RequestFailed naming the call, the target, the gRPC status code
 and the server's message; ServerUnavailable when nothing answers at the target.
 """
+import dataclasses
 import threading
 from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
@@ -36,6 +37,8 @@ DEFAULT_TIMEOUT = 10.0  # seconds per RPC
 RETRIEVAL_MODEL, RANKING_MODEL = contract.RETRIEVAL_MODEL, contract.RANKING_MODEL
 RETRIEVAL_SIGNATURE = contract.RECOMMEND_WITH_CONTEXT
 HISTORY_SIGNATURE = contract.RECOMMEND_WITH_HISTORY  # models that read history
+CANDIDATES = {RETRIEVAL_SIGNATURE: contract.CANDIDATES_WITH_CONTEXT,
+              HISTORY_SIGNATURE: contract.CANDIDATES_WITH_HISTORY}
 RANKING_SIGNATURE = contract.RANKING_SIGNATURE
 DEFAULT_SIGNATURE = contract.DEFAULT_SIGNATURE
 USER_ID, ITEM_ID, HISTORY = contract.USER_ID, contract.ITEM_ID, contract.HISTORY
@@ -119,6 +122,15 @@ def _text(values) -> List[str]:
 
 
 # --- the client ----------------------------------------------------------------------------
+@dataclasses.dataclass
+class Candidates:
+  """One user's candidates from the retrieval model, in the retrieval order."""
+  item_ids: List[str]
+  scores: np.ndarray  # [c] the primary source's
+  source_scores: Optional[np.ndarray]  # [c, sources]
+  source_ranks: Optional[np.ndarray]  # [c, sources]; 1-based, 0 = not retrieved by it
+
+
 
 class PredictionClient:
   """One channel to one server; safe to share between threads."""
@@ -135,6 +147,7 @@ class PredictionClient:
     self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
     self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
     self._inputs_cache: Dict[Tuple[str, str], Dict[str, int]] = {}
+    self._names_cache: Dict[str, Set[str]] = {}
     self._lock = threading.Lock()
 
   def close(self) -> None:
@@ -242,13 +255,16 @@ class PredictionClient:
 
   def context_features(self, model: str, signature: str) -> Set[str]:
     """A signature's inputs other than the ids: the context it takes (e.g. hour, device)."""
-    return set(self.signature_inputs(model, signature)) - {USER_ID, ITEM_ID, HISTORY}
+    return set(self.signature_inputs(model, signature)) - set(contract.ID_INPUTS) - {
+        contract.SOURCE_SCORES, contract.SOURCE_RANKS}
 
-  def check_context(self, context: Optional[Mapping[str, object]]) -> None:
-    """ValueError naming the context features neither the retrieval nor the ranking
-    signature takes (a typo, or a feature this dataset does not have)."""
-    accepted = (self.context_features(self.retrieval_model, self.retrieval_signature)
-                | self.context_features(self.ranking_model, self.ranking_signature))
+  def check_context(self, context: Optional[Mapping[str, object]],
+                    ranking: bool = True) -> None:
+    """ValueError naming the context features neither the retrieval nor (with `ranking`)
+    the ranking signature takes: a typo, or a feature this dataset does not have."""
+    accepted = self.context_features(self.retrieval_model, self.retrieval_signature)
+    if ranking:
+      accepted |= self.context_features(self.ranking_model, self.ranking_signature)
     unexpected = sorted(set(context or {}) - accepted)
     if unexpected:
       raise ValueError(f"context feature(s) {unexpected} are not inputs of the models "
@@ -280,16 +296,33 @@ class PredictionClient:
       inputs[name] = values
     return inputs
 
+  def has_signature(self, model: str, signature: str) -> bool:
+    return signature in self._signature_names(model)
+
+  def _signature_names(self, model: str) -> Set[str]:
+    with self._lock:
+      names = self._names_cache.get(model)
+    if names is None:
+      names = set(self.model_metadata(model))
+      with self._lock:
+        self._names_cache[model] = names
+    return names
+
+  def sources(self, model: str) -> Optional[List[str]]:
+    """The candidate sources a model was exported with (its candidate_sources
+    signature), or None for a model without one."""
+    if not self.has_signature(model, contract.CANDIDATE_SOURCES):
+      return None
+    return _text(self.predict(model, {}, contract.CANDIDATE_SOURCES)[contract.SOURCES])
+
   def retrieve(self, user_id: str, context: Optional[Mapping[str, object]] = None,
                k: Optional[int] = None, strict: bool = True,
                history: Optional[Sequence[str]] = None) -> Tuple[List[str], np.ndarray]:
-    """Top candidates for one user from the retrieval model: (item_ids, scores), best
-    first. The model returns its own top_k; with k, at most the first k of them. With
-    `history` (item ids, oldest first) a sequential model answers from it instead of the
-    user's stored history (HISTORY_SIGNATURE; other models have no such signature)."""
-    signature, given = self.retrieval_signature, {USER_ID: [user_id]}
-    if history is not None:
-      signature, given = HISTORY_SIGNATURE, {HISTORY: [list(history) or [""]]}
+    """Top candidates for one user from the retrieval model's primary source:
+    (item_ids, scores), best first. The model returns its own top_k; with k, at most the
+    first k of them. With `history` (item ids, oldest first) a model that reads history
+    answers from it instead of the user's stored history (HISTORY_SIGNATURE)."""
+    signature, given = self._query(user_id, history, self.retrieval_signature)
     inputs = self._request_inputs(self.retrieval_model, signature, 1, given, context, strict)
     out = self.predict(self.retrieval_model, inputs, signature)
     ids, scores = out["item_ids"][0], out["scores"][0]
@@ -297,15 +330,51 @@ class PredictionClient:
       ids, scores = ids[:k], scores[:k]
     return _text(ids), np.asarray(scores, np.float32)
 
+  def _query(self, user_id: str, history: Optional[Sequence[str]], by_user: str):
+    """(signature, id inputs): by history when one is given and the model reads one,
+    else by user id (the history then only tells the funnel what was seen)."""
+    history_signature = HISTORY_SIGNATURE if by_user == self.retrieval_signature else \
+        CANDIDATES[HISTORY_SIGNATURE]
+    if history is not None and self.has_signature(self.retrieval_model, history_signature):
+      return history_signature, {HISTORY: [list(history) or [""]]}
+    return by_user, {USER_ID: [user_id]}
+
+  def candidates(self, user_id: str, context: Optional[Mapping[str, object]] = None,
+                 strict: bool = True, history: Optional[Sequence[str]] = None) -> Candidates:
+    """The retrieval model's candidates for one user: the union of its sources' top-K in
+    the retrieval order, with each source's score and rank. A model exported without
+    sources answers with its top-K alone (source_scores and source_ranks None)."""
+    by_user = CANDIDATES[self.retrieval_signature]
+    if not self.has_signature(self.retrieval_model, by_user):
+      ids, scores = self.retrieve(user_id, context, strict=strict, history=history)
+      return Candidates(ids, scores, None, None)
+    signature, given = self._query(user_id, history, by_user)
+    inputs = self._request_inputs(self.retrieval_model, signature, 1, given, context, strict)
+    out = self.predict(self.retrieval_model, inputs, signature)
+    return Candidates(_text(out[contract.ITEM_IDS][0]),
+                      np.asarray(out[contract.SCORES][0], np.float32),
+                      np.asarray(out[contract.SOURCE_SCORES][0], np.float32),
+                      np.asarray(out[contract.SOURCE_RANKS][0], np.float32))
+
   def score(self, user_id: str, item_ids: Sequence[str],
-            context: Optional[Mapping[str, object]] = None, strict: bool = True) -> np.ndarray:
-    """Ranking scores of (user, item) pairs, one per item, in one batched Predict."""
+            context: Optional[Mapping[str, object]] = None, strict: bool = True,
+            source_scores=None, source_ranks=None) -> np.ndarray:
+    """Ranking scores of (user, item) pairs, one per item, in one batched Predict; a
+    ranker that reads the candidate sources gets their scores and ranks per item."""
     if len(item_ids) == 0:
       return np.zeros([0], np.float32)
     rows = len(item_ids)
-    inputs = self._request_inputs(
-        self.ranking_model, self.ranking_signature, rows,
-        {USER_ID: [user_id] * rows, ITEM_ID: list(item_ids)}, context, strict)
+    given = {USER_ID: [user_id] * rows, ITEM_ID: list(item_ids)}
+    if contract.SOURCE_SCORES in self.signature_inputs(self.ranking_model,
+                                                       self.ranking_signature):
+      if source_scores is None:
+        raise ValueError(f"{self.ranking_model} re-orders retrieval candidates and needs "
+                         "their source scores and ranks (from the candidates_* signatures)")
+      given[contract.SOURCE_SCORES] = np.asarray(source_scores, np.float32)
+      given[contract.SOURCE_RANKS] = np.asarray(source_ranks, np.float32)
+    inputs = self._request_inputs(self.ranking_model, self.ranking_signature, rows, given,
+                                  context, strict)
     out = self.predict(self.ranking_model, inputs, self.ranking_signature,
                        output_filter=["scores"])
     return np.asarray(out["scores"], np.float32).reshape([rows])
+

@@ -5,12 +5,13 @@ In the order the funnel applies them (serving/funnel.py):
   1. drop_seen      items the user already interacted with never come back. Applied
                     before ranking, so the ranker does not score them.
   2. fresh boost    items in the fresh set (by default those released in the catalogue's
-                    newest year) get their final score raised:
-                      mode "add":      final = ranking score + boost
-                      mode "multiply": final = ranking score * (1 + boost)
+                    newest year) get their final score raised from their base score (the
+                    ranking score; the retrieval score when no ranker is live):
+                      mode "add":      final = base score + boost
+                      mode "multiply": final = base score * (1 + boost)
                     "add" moves every fresh item by the same amount; "multiply" moves
                     well-ranked fresh items more than poorly ranked ones. Off by default.
-  3. order          by final score, best first (ties: ranking score, then retrieval rank).
+  3. order          by final score, best first (ties: base score, then retrieval rank).
   4. cap_per_genre  walking down that order, at most `max_per_genre` items of each primary
                     genre are kept; later ones are dropped, never moved, so the list may
                     end up shorter than k when the candidates span too few genres. Items
@@ -39,11 +40,18 @@ class Candidate:
   genre: Optional[str] = None  # primary genre; None when unknown
   rules: List[str] = dataclasses.field(default_factory=list)
 
+  @property
+  def base_score(self) -> float:
+    """What the rules start from: the ranking score, or without a ranker the retrieval
+    score."""
+    return self.retrieval_score if math.isnan(self.ranking_score) else self.ranking_score
+
   def to_dict(self) -> dict:
     return {"item_id": self.item_id, "title": self.title, "genre": self.genre,
             "retrieval_rank": self.retrieval_rank,
             "retrieval_score": round(float(self.retrieval_score), 6),
-            "ranking_score": round(float(self.ranking_score), 6),
+            "ranking_score": (None if math.isnan(self.ranking_score)  # no ranker live
+                              else round(float(self.ranking_score), 6)),
             "final_score": round(float(self.final_score), 6), "rules": list(self.rules)}
 
 
@@ -76,25 +84,25 @@ def drop_seen(candidates: List[Candidate],
 
 def boost_fresh(candidates: List[Candidate], fresh: FrozenSet[str], boost: float,
                 mode: str = "add") -> int:
-  """Sets every final score (ranking score, boosted for fresh items); returns how many
+  """Sets every final score (the base score, boosted for fresh items); returns how many
   were boosted."""
   boosted = 0
   for c in candidates:
-    c.final_score = c.ranking_score
+    c.final_score = c.base_score
     if boost and c.item_id in fresh:
       if mode == "add":
-        c.final_score = c.ranking_score + boost
+        c.final_score = c.base_score + boost
         c.rules.append(f"fresh_boost(+{boost:g})")
       else:
-        c.final_score = c.ranking_score * (1 + boost)
+        c.final_score = c.base_score * (1 + boost)
         c.rules.append(f"fresh_boost(x{1 + boost:g})")
       boosted += 1
   return boosted
 
 
 def order(candidates: List[Candidate]) -> List[Candidate]:
-  """Best first: final score, then ranking score, then retrieval rank (deterministic)."""
-  return sorted(candidates, key=lambda c: (-c.final_score, -c.ranking_score, c.retrieval_rank))
+  """Best first: final score, then base score, then retrieval rank (deterministic)."""
+  return sorted(candidates, key=lambda c: (-c.final_score, -c.base_score, c.retrieval_rank))
 
 
 def cap_per_genre(ordered: List[Candidate],

@@ -9,6 +9,7 @@ here they are checked up front so the message names the input, with the same sta
 from typing import Dict, List
 
 import grpc
+import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2
@@ -56,7 +57,7 @@ def as_proto_field(value: tf.Tensor) -> tensor_pb2.TensorProto:
   # Filling the repeated field directly: tf.make_tensor_proto costs ~10x more per call.
   proto = tensor_pb2.TensorProto(dtype=value.dtype.as_datatype_enum,
                                  tensor_shape=value.shape.as_proto())
-  getattr(proto, field).extend(value.numpy().ravel())
+  getattr(proto, field).extend(np.asarray(value.numpy()).ravel())  # 0-d values too
   return proto
 
 

@@ -26,11 +26,20 @@ class TwoTowerConfig:
 
 @dataclasses.dataclass
 class TrainerConfig(TwoTowerConfig):
-  """The retrieval model. `model` picks it (trainer/registry.py): two_tower (user +
+  """The retrieval stage. `model` picks one model (trainer/registry.py): two_tower (user +
   context towers, the default, configured by the TwoTowerConfig fields), mf / lightgcn,
-  sasrec / bert4rec, and the baselines popularity, itemknn, ease and transitions. The
-  other models take their own constructor knobs in `model_args` (trainer/models/)."""
+  sasrec / bert4rec, and the baselines popularity, itemknn, ease and transitions.
+
+  `models` instead trains several in one run: the one with the best NDCG@10 on the eval
+  split becomes the primary (its order is the retrieval order, TFMA validates it), and
+  every one of them is a candidate source: the exported model returns the union of their
+  top-K, each candidate with every source's score and rank, for the ranker.
+
+  The other models take their own constructor knobs in `model_args`: the knobs of `model`
+  (e.g. {epochs: 20}), or with `models`, a mapping model -> knobs (e.g. {sasrec:
+  {epochs: 20}, ease: {l2: 200}})."""
   model: str = "two_tower"
+  models: Optional[List[str]] = None
   model_args: Dict[str, Any] = dataclasses.field(default_factory=dict)
   # Items of history the models of registry.HISTORY_MODELS read: the last ones before
   # each example.
@@ -38,10 +47,20 @@ class TrainerConfig(TwoTowerConfig):
   epochs: int = 10
   train_steps: Optional[int] = None  # replaces epochs when set; 0 = export untrained
   batch_size: int = 1024
-  top_k: int = 100
+  top_k: int = 100  # candidates each source returns
+
+  def candidate_models(self) -> List[str]:
+    """The models this run trains, in config order (the sources' order)."""
+    return list(self.models) if self.models else [self.model]
+
+  def args_for(self, name: str) -> Dict[str, Any]:
+    """The constructor knobs of one model."""
+    if self.models:
+      return dict((self.model_args or {}).get(name) or {})
+    return dict(self.model_args or {}) if name == self.model else {}
 
   def reads_history(self) -> bool:
-    return self.model in registry.HISTORY_MODELS
+    return any(m in registry.HISTORY_MODELS for m in self.candidate_models())
 
   def problems(self) -> List[str]:
     checks = [
@@ -61,22 +80,44 @@ class TrainerConfig(TwoTowerConfig):
          f"trainer.unknown_rate must be in [0, 1), got {self.unknown_rate}"),
     ]
     problems = [message for ok, message in checks if not ok]
-    if not problems:
-      if self.model == "two_tower" and self.model_args:
-        problems.append("trainer.model_args is for the models other than two_tower; "
-                        "two_tower takes the trainer keys themselves")
-      elif self.model != "two_tower":
+    if self.models is not None:
+      problems += self._models_problems()
+    if problems:
+      return problems
+    for name in self.candidate_models():
+      args = self.args_for(name)
+      if name == "two_tower" and args:
+        problems.append("trainer.model_args: two_tower takes the trainer keys themselves "
+                        "(embedding_dim, epochs, ...), not model_args")
+      elif name != "two_tower":
         try:
-          registry.check_args(self.model, self.model_args or {})
+          registry.check_args(name, args)
         except ValueError as e:
           problems.append(str(e))
     return problems
+
+  def _models_problems(self) -> List[str]:
+    models = self.models
+    if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
+      return [f"trainer.models must be a non-empty list of model names; got {models!r}"]
+    unknown = [m for m in models if m not in registry.RETRIEVAL_MODELS]
+    if unknown:
+      return [f"trainer.models: unknown model(s) {unknown}; allowed: "
+              f"{', '.join(registry.RETRIEVAL_MODELS)}"]
+    if len(set(models)) != len(models):
+      return [f"trainer.models lists a model twice: {models}"]
+    args = self.model_args or {}
+    stray = sorted(set(args) - set(models))
+    if stray or not all(isinstance(v, dict) for v in args.values()):
+      return [f"trainer.model_args: with trainer.models it maps model names to their knobs "
+              f"(e.g. {{sasrec: {{epochs: 20}}}}); {stray or sorted(args)} are not models of "
+              f"trainer.models {models}"]
+    return []
 
 
 ARCHITECTURES = ("wide_deep", "dcn", "deepfm", "ncf")
 DCN_STRUCTURES = ("stacked", "parallel")
 OBJECTIVES = ("binary", "regression")
-NEGATIVE_SAMPLING = ("uniform", "popularity", "mixed")
 
 
 @dataclasses.dataclass
@@ -123,19 +164,28 @@ def validate_ranker(config: RankerConfig) -> None:
     bad("unknown_rate", "a number in [0, 1)")
 
 
+LOSSES = ("listwise", "pointwise")
+
+
 @dataclasses.dataclass
 class RankingConfig:
-  """The ranking stage. `model` holds the architecture's own knobs (RankerConfig fields:
-  embedding_dim, hidden_units, cross_layers, dcn_structure, low_rank, ...)."""
+  """The ranking stage: re-orders the retrieval stage's candidates (trainer/ranking_task.py).
+
+  It is trained on the lists a retrieval model really produces: the candidate sources
+  (trainer.models) are fitted on an earlier time window (each user's train interactions
+  but the last `list_targets`), and each of those held-back interactions becomes one list
+  of their candidates, with every source's score and rank as features. `loss: listwise`
+  is a softmax over each list; `pointwise` a sigmoid per candidate. `model` holds the
+  architecture's own knobs (RankerConfig fields: embedding_dim, hidden_units, ...)."""
   enabled: bool = True
   architecture: str = "dcn"  # wide_deep | dcn | deepfm | ncf
-  objective: str = "binary"  # binary (implicit, sampled negatives) | regression (ratings)
-  negative_ratio: int = 4  # sampled negatives per positive (binary objective)
-  negative_sampling: str = "mixed"  # uniform | popularity | mixed (trainer/ranking_data.py)
+  objective: str = "binary"  # the rankers' output; lists of candidates have no ratings
+  loss: str = "listwise"  # listwise (softmax over each list) | pointwise (sigmoid)
+  list_targets: int = 3  # per user: held-back train interactions that become lists
   features: Optional[List[str]] = None  # restrict to these schema features; ids always kept
-  epochs: int = 3
+  epochs: int = 5
   train_steps: Optional[int] = None
-  batch_size: int = 1024
+  batch_size: int = 32  # lists per step
   model: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def ranker(self) -> RankerConfig:
@@ -151,13 +201,15 @@ class RankingConfig:
 
   def problems(self) -> List[str]:
     checks = [
-        (self.negative_ratio >= 1,
-         f"ranking.negative_ratio must be >= 1, got {self.negative_ratio}"),
-        (self.negative_sampling in NEGATIVE_SAMPLING,
-         f"ranking.negative_sampling must be one of {', '.join(NEGATIVE_SAMPLING)}; got "
-         f"{self.negative_sampling!r}"),
+        (self.loss in LOSSES,
+         f"ranking.loss must be one of {', '.join(LOSSES)}; got {self.loss!r}"),
+        (self.objective == "binary",
+         f"ranking.objective must be binary: the ranker orders candidate lists, whose "
+         f"candidates have no ratings; got {self.objective!r}"),
+        (isinstance(self.list_targets, int) and self.list_targets >= 1,
+         f"ranking.list_targets must be an integer >= 1, got {self.list_targets!r}"),
         (self.epochs >= 1, f"ranking.epochs must be >= 1, got {self.epochs}"),
-        (self.batch_size >= 2, f"ranking.batch_size must be >= 2, got {self.batch_size}"),
+        (self.batch_size >= 1, f"ranking.batch_size must be >= 1, got {self.batch_size}"),
     ]
     problems = [message for ok, message in checks if not ok]
     try:
@@ -179,10 +231,14 @@ class RetrievalRun:
 
 @dataclasses.dataclass
 class RankingRun:
-  """Everything the ranking run_fn reads from its custom_config."""
+  """Everything the ranking run_fn reads from its custom_config: its own config, the
+  retrieval stage's (whose candidate sources it refits on an earlier window), the seed,
+  the canonical data and the split's min_interactions_to_hold_out."""
   ranking: RankingConfig
+  trainer: TrainerConfig
   seed: int
   data_dir: str
+  min_interactions_to_hold_out: int
 
 
 def to_custom_config(run) -> Dict[str, Any]:

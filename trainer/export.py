@@ -298,38 +298,83 @@ def history_from_request(history: tf.Tensor) -> tf.SparseTensor:
   return tf.ragged.boolean_mask(history, tf.not_equal(history, "")).to_sparse()
 
 
-class RetrievalModule(RawFeatureModule):
-  """What gets saved: the Transform layer, the query tower, the user feature tables, the
-  catalogue embeddings and the top-K index (`index_kind`: "scann" or "brute_force")."""
+def first_occurrences(rows: tf.Tensor) -> tf.Tensor:
+  """bool [batch, m]: True where a row's value has not appeared earlier in the row."""
+  order = tf.argsort(rows, axis=1, stable=True)
+  ordered = tf.gather(rows, order, batch_dims=1)
+  repeat = tf.concat([tf.zeros_like(ordered[:, :1], tf.bool),
+                      tf.equal(ordered[:, 1:], ordered[:, :-1])], axis=1)
+  # Back to the original positions: the stable sort put the first occurrence first.
+  return tf.logical_not(tf.gather(repeat, tf.argsort(order, axis=1), batch_dims=1))
 
-  def __init__(self, tf_transform_output: tft.TFTransformOutput, model, all_features,
-               items: pd.DataFrame, users: Optional[pd.DataFrame], top_k: int,
-               interactions: TrainingInteractions,
+
+def rank_in(rows: tf.Tensor, retrieved: tf.Tensor) -> tf.Tensor:
+  """float32 [batch, m]: each of `rows`' 1-based position in `retrieved` [batch, k], 0
+  where it is absent."""
+  equal = tf.equal(rows[:, :, None], retrieved[:, None, :])
+  position = tf.cast(tf.argmax(tf.cast(equal, tf.int32), axis=2), tf.float32) + 1.0
+  return tf.where(tf.reduce_any(equal, axis=2), position, 0.0)
+
+
+@dataclasses.dataclass
+class Source:
+  """One retrieval model inside the exported SavedModel: its towers (query_tower and
+  candidate_tower over Transform's output; `exact_search` asks for brute force instead of
+  ScaNN) and its candidate tower over the whole catalogue."""
+  name: str
+  towers: object
+  item_table: np.ndarray  # float32 [catalogue, D]
+
+
+def catalogue_features(tf_transform_output: tft.TFTransformOutput, items: pd.DataFrame,
+                       all_features) -> Dict[str, object]:
+  """Transform's output for every catalogue item's own features, in catalogue order."""
+  raw_spec = tf_transform_output.raw_feature_spec()
+  raw_items = catalogue_raw_features(items, raw_spec, feats.candidate_features(all_features))
+  return tf_transform_output.transform_features_layer()(raw_batch(raw_spec, raw_items,
+                                                                  len(items)))
+
+
+class RetrievalModule(RawFeatureModule):
+  """What gets saved: the Transform layer, the user feature tables, and for each source
+  (retrieval model) its query tower, its catalogue embeddings and its top-K index. The
+  primary source's index is ScaNN (or brute force, `index_kind`); its order is the
+  retrieval order, and the evaluation signatures measure it alone."""
+
+  def __init__(self, tf_transform_output: tft.TFTransformOutput, sources: List[Source],
+               primary: int, all_features, items: pd.DataFrame, users: Optional[pd.DataFrame],
+               top_k: int, interactions: TrainingInteractions,
                histories: Optional[Dict[str, List[str]]] = None, with_index: bool = True,
                seed: int = 0):
     super().__init__(tf_transform_output, all_features, users)
-    self.query_tower = model.query_tower
-    # Only a model that reads history (trainer/retrieval_models.py) comes with histories.
+    # Only when a source reads history (trainer/retrieval_models.py) come histories.
     self.histories = HistoryTable(histories) if histories is not None else None
-    item_features = feats.candidate_features(all_features)
-    raw_items = catalogue_raw_features(items, self.raw_spec, item_features)
-    transformed = self.tft_layer(raw_batch(self.raw_spec, raw_items, len(items)))
+    self.source_names = [source.name for source in sources]
+    self.primary = primary
+    self.query_towers = [source.towers.query_tower for source in sources]
+    self.item_tables = [tf.Variable(source.item_table, trainable=False,
+                                    name=f"item_embeddings_{source.name}") for source in sources]
+    self.query_tower = self.query_towers[primary]
+    self.item_embedding_table = self.item_tables[primary]
     self.item_ids = tf.Variable(tf.constant(items[feats.ITEM_ID].astype(str).tolist()),
                                 trainable=False, name="item_ids")
-    self.item_embedding_table = tf.Variable(
-        model.candidate_tower(transformed, training=False), trainable=False,
-        name="item_embeddings")
-    exact = getattr(model, "exact_search", False)
-    settings = {} if exact else scann_config(len(items), top_k)
-    self.config = {"kind": "brute_force" if exact else "scann", **settings}
+    exact = [bool(getattr(source.towers, "exact_search", False)) for source in sources]
+    settings = {} if exact[primary] else scann_config(len(items), top_k)
+    self.config = {"kind": "brute_force" if exact[primary] else "scann", **settings,
+                   "sources": self.source_names, "primary": self.source_names[primary]}
     # Read back by the evaluator, which measures ScaNN's recall only where there is ScaNN.
     self.index_kind = tf.Variable(self.config["kind"], trainable=False, name="index_kind")
     self.top_k = top_k
-    self.index = None
+    self.indexes = None
     if with_index:
-      self.index = (tfrs.layers.factorized_top_k.BruteForce(k=min(top_k, len(items))) if exact
-                    else tfrs.layers.factorized_top_k.ScaNN(k=top_k, **settings))
-      self.index.index(self.item_embedding_table, self.item_ids)
+      rows = tf.range(len(items), dtype=tf.int32)
+      k = min(top_k, len(items))
+      self.indexes = []
+      for table, is_exact in zip(self.item_tables, exact):
+        index = (tfrs.layers.factorized_top_k.BruteForce(k=k) if is_exact else
+                 tfrs.layers.factorized_top_k.ScaNN(k=k, **scann_config(len(items), top_k)))
+        index.index(table, rows)
+        self.indexes.append(index)
     catalogue_ids = items[feats.ITEM_ID].astype(str).tolist()
     self.item_row = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(tf.constant(catalogue_ids),
@@ -350,16 +395,41 @@ class RetrievalModule(RawFeatureModule):
     ranks = [rank_of_targets(scores, target, seen), rank_of_targets(popularity, target, seen)]
     return {contract.RANKS: tf.cast(tf.stack(ranks, axis=1), tf.float32)}
 
-  def _embed_query(self, user_id: tf.Tensor, context: Dict[str, tf.Tensor],
-                   history: Optional[tf.SparseTensor] = None) -> tf.Tensor:
+  def _features(self, user_id: tf.Tensor, context: Dict[str, tf.Tensor],
+                history: Optional[tf.SparseTensor] = None) -> Dict[str, object]:
     provided = {feats.USER_ID: user_id, **context}
     if self.histories is not None:
       provided[feats.HISTORY] = self.histories.lookup(user_id) if history is None else history
-    return self.query_tower(self.transform(provided), training=False)
+    return self.transform(provided)
+
+  def _embed_query(self, user_id: tf.Tensor, context: Dict[str, tf.Tensor],
+                   history: Optional[tf.SparseTensor] = None) -> tf.Tensor:
+    return self.query_tower(self._features(user_id, context, history), training=False)
 
   def _top_k(self, user_id, context, history=None):
-    scores, ids = self.index(self._embed_query(user_id, context, history))
-    return {contract.ITEM_IDS: ids, contract.SCORES: scores}
+    scores, rows = self.indexes[self.primary](self._embed_query(user_id, context, history))
+    return {contract.ITEM_IDS: tf.gather(self.item_ids, rows), contract.SCORES: scores}
+
+  def _candidates(self, user_id, context, history=None):
+    """The union of every source's top-K, by the primary source's score, with every
+    source's score of each candidate and its 1-based rank in that source's top-K (0 when
+    that source did not retrieve it); duplicates and padding come last, as "" ids."""
+    features = self._features(user_id, context, history)
+    queries = [tower(features, training=False) for tower in self.query_towers]
+    per_source = [index(query)[1] for index, query in zip(self.indexes, queries)]
+    rows = tf.concat(per_source, axis=1)  # [batch, sources * k]
+    first = first_occurrences(rows)
+    scores = tf.stack([tf.einsum("bd,bmd->bm", query, tf.gather(table, rows))
+                       for query, table in zip(queries, self.item_tables)], axis=2)
+    ranks = tf.stack([rank_in(rows, found) for found in per_source], axis=2)
+    primary = tf.where(first, scores[:, :, self.primary], -np.inf)
+    order = tf.argsort(primary, axis=1, direction="DESCENDING", stable=True)
+    rows, first = tf.gather(rows, order, batch_dims=1), tf.gather(first, order, batch_dims=1)
+    ids = tf.where(first, tf.gather(self.item_ids, rows), "")
+    return {contract.ITEM_IDS: ids,
+            contract.SCORES: tf.gather(primary, order, batch_dims=1),
+            contract.SOURCE_SCORES: tf.gather(scores, order, batch_dims=1),
+            contract.SOURCE_RANKS: tf.gather(ranks, order, batch_dims=1)}
 
   def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
     user_spec = tf.TensorSpec([None], tf.string, name=feats.USER_ID)
@@ -407,6 +477,20 @@ class RetrievalModule(RawFeatureModule):
       return self._top_k(no_user(history), dict(zip(context_names, context)),
                          history_from_request(history))
 
+    @tf.function(input_signature=[user_spec] + context_specs)
+    def candidates_with_context(user_id, *context):
+      return self._candidates(user_id, dict(zip(context_names, context)))
+
+    @tf.function(input_signature=[history_spec] + context_specs)
+    def candidates_with_history(history, *context):
+      return self._candidates(no_user(history), dict(zip(context_names, context)),
+                              history_from_request(history))
+
+    @tf.function(input_signature=[])
+    def candidate_sources():
+      return {contract.SOURCES: tf.constant(self.source_names),
+              contract.PRIMARY: tf.constant(self.source_names[self.primary])}
+
     @tf.function(input_signature=[history_spec] + context_specs)
     def history_embedding(history, *context):
       return {contract.EMBEDDING: self._embed_query(no_user(history), dict(zip(context_names, context)),
@@ -419,64 +503,87 @@ class RetrievalModule(RawFeatureModule):
     }
     if self.histories is not None:
       signatures[contract.HISTORY_EMBEDDING] = history_embedding.get_concrete_function()
-    if self.index is not None:
+    if self.indexes is not None:
       signatures[contract.DEFAULT_SIGNATURE] = serving_default.get_concrete_function()
       signatures[contract.RECOMMEND_WITH_CONTEXT] = recommend_with_context.get_concrete_function()
+      signatures[contract.CANDIDATES_WITH_CONTEXT] = \
+          candidates_with_context.get_concrete_function()
+      signatures[contract.CANDIDATE_SOURCES] = candidate_sources.get_concrete_function()
       if self.histories is not None:
         signatures[contract.RECOMMEND_WITH_HISTORY] = recommend_with_history.get_concrete_function()
+        signatures[contract.CANDIDATES_WITH_HISTORY] = \
+            candidates_with_history.get_concrete_function()
     return signatures
 
 
 class RankingModule(RawFeatureModule):
   """What gets saved for a ranker: the Transform layer, user and item feature tables and
-  the model, so a request carries only ids and context.
+  the model, so a request carries only ids, context and what retrieval said of each
+  candidate.
 
   Signatures:
-    serving_default(user_id, item_id, <context>) -> scores [batch]
-        one row per (user, item) pair: score a few hundred candidates in one call
+    serving_default(user_id, item_id, source_scores, source_ranks, <context>) -> scores
+        one row per (user, candidate): score a few hundred candidates in one call;
+        source_scores / source_ranks [rows, sources] are the candidates_* outputs of the
+        retrieval model (schema/export_contract.py)
     score_examples(examples: serialized tf.Example [batch]) -> scores [batch]  (for TFMA)
-  Scores are probabilities for implicit feedback ("binary"), ratings for "regression".
+    candidate_sources() -> sources [S]: the sources the ranker was trained with, in order
+  Scores are probabilities.
   """
 
   def __init__(self, tf_transform_output: tft.TFTransformOutput, all_features,
-               items: pd.DataFrame, users: Optional[pd.DataFrame]):
+               items: pd.DataFrame, users: Optional[pd.DataFrame], sources: List[str]):
     super().__init__(tf_transform_output, all_features, users)
     self.items = ItemTable(items, self.raw_spec, feats.candidate_features(all_features))
+    self.source_names = list(sources)
     self.model = None
-    self._objective = "binary"
 
-  def attach(self, model, objective: str):
+  def attach(self, model):
     self.model = model
-    self._objective = objective
 
-  def _score(self, transformed) -> Dict[str, tf.Tensor]:
-    output = self.model(transformed, training=False)
-    return {contract.SCORES: tf.sigmoid(output) if self._objective == "binary" else output}
-
-  def score_pairs(self, user_id, item_id, context: Dict[str, tf.Tensor]):
+  def features(self, user_id, item_id, context: Dict[str, tf.Tensor], source_scores,
+               source_ranks) -> Dict[str, tf.Tensor]:
+    """The model's inputs for (user, candidate) rows given as raw ids and context."""
     provided = {**self.items.lookup(item_id), feats.USER_ID: user_id, feats.ITEM_ID: item_id,
                 **context}
-    return self._score(self.transform(provided))
+    return {**self.transform(provided), contract.SOURCE_SCORES: source_scores,
+            contract.SOURCE_RANKS: source_ranks}
+
+  def _score(self, features) -> Dict[str, tf.Tensor]:
+    return {contract.SCORES: tf.sigmoid(self.model(features, training=False))}
 
   def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
-    pair_specs = [tf.TensorSpec([None], tf.string, name=feats.USER_ID),
-                  tf.TensorSpec([None], tf.string, name=feats.ITEM_ID)]
+    width = len(self.source_names)
+    row_specs = [tf.TensorSpec([None], tf.string, name=feats.USER_ID),
+                 tf.TensorSpec([None], tf.string, name=feats.ITEM_ID),
+                 tf.TensorSpec([None, width], tf.float32, name=contract.SOURCE_SCORES),
+                 tf.TensorSpec([None, width], tf.float32, name=contract.SOURCE_RANKS)]
     context_names = self.context_names()
     example_spec = {name: (tf.io.FixedLenFeature(spec.shape, spec.dtype,
                                                  default_value=[_default_value(spec.dtype)])
                            if isinstance(spec, tf.io.FixedLenFeature) else spec)
                     for name, spec in self.raw_spec.items()}
+    source_spec = {name: tf.io.FixedLenFeature([width], tf.float32)
+                   for name in (contract.SOURCE_SCORES, contract.SOURCE_RANKS)}
 
-    @tf.function(input_signature=pair_specs + self.context_specs())
-    def serving_default(user_id, item_id, *context):
-      return self.score_pairs(user_id, item_id, dict(zip(context_names, context)))
+    @tf.function(input_signature=row_specs + self.context_specs())
+    def serving_default(user_id, item_id, source_scores, source_ranks, *context):
+      return self._score(self.features(user_id, item_id, dict(zip(context_names, context)),
+                                       source_scores, source_ranks))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.EXAMPLES)])
     def score_examples(examples):
-      return self._score(self.tft_layer(tf.io.parse_example(examples, example_spec)))
+      raw = tf.io.parse_example(examples, example_spec)
+      sources = tf.io.parse_example(examples, source_spec)
+      return self._score({**self.tft_layer(raw), **sources})
+
+    @tf.function(input_signature=[])
+    def candidate_sources():
+      return {contract.SOURCES: tf.constant(self.source_names)}
 
     return {contract.RANKING_SIGNATURE: serving_default.get_concrete_function(),
-            contract.SCORE_EXAMPLES: score_examples.get_concrete_function()}
+            contract.SCORE_EXAMPLES: score_examples.get_concrete_function(),
+            contract.CANDIDATE_SOURCES: candidate_sources.get_concrete_function()}
 
 
 def save(module, path: str):
@@ -484,20 +591,21 @@ def save(module, path: str):
                       options=tf.saved_model.SaveOptions(namespace_whitelist=[SCANN_NAMESPACE]))
 
 
-def export_retrieval_model(serving_dir: str, eval_dir: str, tf_transform_output, model,
-                           all_features, items: pd.DataFrame, users: Optional[pd.DataFrame],
-                           top_k: int, interactions: TrainingInteractions,
+def export_retrieval_model(serving_dir: str, eval_dir: str, tf_transform_output,
+                           sources: List[Source], primary: int, all_features,
+                           items: pd.DataFrame, users: Optional[pd.DataFrame], top_k: int,
+                           interactions: TrainingInteractions,
                            histories: Optional[Dict[str, List[str]]] = None, seed: int = 0):
-  """Two SavedModels: the serving one (with the ScaNN index) and, for TFMA, the same model
-  without the index (TFMA's Beam workers load models without ScaNN's ops registered;
-  TFX's Evaluator reads <model>/Format-TFMA when it exists). `histories` (user id ->
-  recent item ids) only for a model that reads history; `seed` of the popularity
-  baseline's tie-break."""
-  module = RetrievalModule(tf_transform_output, model, all_features, items, users, top_k,
-                           interactions, histories, seed=seed)
+  """Two SavedModels: the serving one (every source, with their indexes) and, for TFMA,
+  the primary source alone without an index (TFMA's Beam workers load models without
+  ScaNN's ops registered; TFX's Evaluator reads <model>/Format-TFMA when it exists).
+  `histories` (user id -> recent item ids) only when a source reads history; `seed` of
+  the popularity baseline's tie-break."""
+  module = RetrievalModule(tf_transform_output, sources, primary, all_features, items, users,
+                           top_k, interactions, histories, seed=seed)
   save(module, serving_dir)
-  save(RetrievalModule(tf_transform_output, model, all_features, items, users, top_k,
-                       interactions, histories, with_index=False, seed=seed), eval_dir)
+  save(RetrievalModule(tf_transform_output, [sources[primary]], 0, all_features, items, users,
+                       top_k, interactions, histories, with_index=False, seed=seed), eval_dir)
   return module
 
 

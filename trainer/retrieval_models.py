@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from recsys_tfx.schema import features as feats
+from recsys_tfx.schema import time_split
 from recsys_tfx.trainer import registry
 from recsys_tfx.trainer.models import protocol
 from recsys_tfx.trainer.registry import HISTORY_MODELS, SEQUENTIAL_MODELS as SEQUENTIAL
@@ -148,28 +149,39 @@ def wrap(name: str, fitted, split: protocol.Split) -> Towers:
                 _Rows(fitted.item_embeddings(), feats.ITEM_ID, "item_rows"))
 
 
-def train(name: str, split: protocol.Split, args: Dict[str, Any], history_length: int,
-          seed: int, epochs_override: int | None = None) -> tuple:
-  """Fits model `name` on split's fit rows; returns (towers, the fitted model)."""
+def build(name: str, args: Dict[str, Any], history_length: int,
+          epochs_override: int | None = None):
+  """A fresh, unfitted model `name` with its knobs (`args`); a sequential model reads a
+  window of `history_length` items, the one Transform builds."""
   kwargs = dict(args)
   if name in SEQUENTIAL:
-    kwargs["max_len"] = history_length  # the window Transform builds
+    kwargs["max_len"] = history_length
   cls = registry.model_class(name)
   accepted = inspect.signature(cls).parameters
   if epochs_override is not None and "epochs" in accepted:
     kwargs["epochs"] = epochs_override
   if "verbose" in accepted:
     kwargs["verbose"] = True
-  fitted = cls(**kwargs)
+  return cls(**kwargs)
+
+
+def train(name: str, split: protocol.Split, args: Dict[str, Any], history_length: int,
+          seed: int, epochs_override: int | None = None) -> tuple:
+  """Fits model `name` on split's fit rows; returns (towers, the fitted model)."""
+  fitted = build(name, args, history_length, epochs_override)
   fitted.fit(split, seed=seed)
   return wrap(name, fitted, split), fitted
 
 
-def recent_histories(split: protocol.Split, length: int) -> Dict[str, List[str]]:
-  """Each known user's last `length` fit items as raw ids, oldest first (what a request
-  that names only the user is answered from)."""
-  out = {}
-  for user, sequence in enumerate(split.sequences):
-    if len(sequence) and split.user_ids[user] != protocol.UNKNOWN:
-      out[str(split.user_ids[user])] = [str(i) for i in split.item_ids[sequence[-length:]]]
-  return out
+def all_histories(data, seed: int, length: int) -> Dict[str, List[str]]:
+  """Each user's last `length` item ids over every interaction known (all splits), oldest
+  first, in the time split's order (ties broken by its seeded hash): what a request that
+  names only the user is answered from."""
+  frame = data.interactions[[feats.USER_ID, feats.ITEM_ID, feats.TIMESTAMP]].astype(
+      {feats.USER_ID: str, feats.ITEM_ID: str})
+  tie = [time_split.tie_break(seed, u, i)
+         for u, i in zip(frame[feats.USER_ID], frame[feats.ITEM_ID])]
+  frame = frame.assign(tie=np.array(tie, dtype=np.uint64)).sort_values(
+      [feats.USER_ID, feats.TIMESTAMP, "tie"], kind="stable")
+  return {str(user): items.tolist()[-length:]
+          for user, items in frame.groupby(feats.USER_ID, sort=False)[feats.ITEM_ID]}

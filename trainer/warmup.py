@@ -147,10 +147,11 @@ def retrieval_warmup_inputs(user_ids: Sequence[str],
 
 
 def ranking_warmup_inputs(user_ids: Sequence[str], item_ids: Sequence[str],
-                          context: Mapping[str, Sequence] = (),
+                          context: Mapping[str, Sequence] = (), sources: int = 1,
                           candidates: Sequence[int] = (1, 100)) -> List[Dict[str, list]]:
   """Requests like the funnel's for the ranker's serving_default: one user against
-  `candidates` items per request (one row per pair), known and unknown users, with and
+  `candidates` items per request (one row per pair, with `sources` scores and ranks:
+  retrieved by every source at its row's rank), known and unknown users, with and
   without context."""
   if not user_ids or not item_ids:
     raise ValueError("give at least one user id and one item id")
@@ -160,5 +161,7 @@ def ranking_warmup_inputs(user_ids: Sequence[str], item_ids: Sequence[str],
     user = UNKNOWN_USER if i % 2 else user_ids[i % len(user_ids)]
     items = [item_ids[r % len(item_ids)] for r in range(rows)]
     requests.append({contract.USER_ID: [user] * rows, contract.ITEM_ID: items,
+                     contract.SOURCE_SCORES: [[1.0 - r / rows] * sources for r in range(rows)],
+                     contract.SOURCE_RANKS: [[float(r + 1)] * sources for r in range(rows)],
                      **_context_rows(context, rows, i % 2)})
   return requests

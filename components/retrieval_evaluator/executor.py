@@ -12,7 +12,7 @@ from tfx.utils import io_utils, path_utils
 from recsys_tfx.components import evaluation_data as data
 from recsys_tfx.schema import export_contract as contract
 from recsys_tfx.schema import features as feats
-from recsys_tfx.trainer import export, metrics
+from recsys_tfx.trainer import export, metrics, selection
 
 SCANN_RECALL = "scann_recall@10"
 HEADLINE = ("model/hit_rate@10", "model/ndcg@10", "popularity/hit_rate@10",
@@ -111,7 +111,23 @@ class Executor(base_executor.BaseExecutor):
     model = artifact_utils.get_single_instance(input_dict["model"])
     schema = artifact_utils.get_single_instance(input_dict["schema"])
     held_out = data.read_held_out(examples, io_utils.get_only_uri_in_dir(schema.uri))
-    values = evaluate(path_utils.serving_model_path(model.uri), held_out,
-                      int(exec_properties["seed"]))
-    data.record_metrics(artifact_utils.get_single_instance(output_dict["evaluation"]), values,
-                        HEADLINE, "RetrievalEvaluator")
+    model_dir = path_utils.serving_model_path(model.uri)
+    values = evaluate(model_dir, held_out, int(exec_properties["seed"]))
+    evaluation = artifact_utils.get_single_instance(output_dict["evaluation"])
+    values.update(selection_figures(model_dir, evaluation))
+    data.record_metrics(evaluation, values, HEADLINE + tuple(
+        k for k in values if k.startswith("selection/") and k.endswith("ndcg@10")),
+                        "RetrievalEvaluator")
+
+
+def selection_figures(model_dir: str, evaluation) -> Dict[str, float]:
+  """How the primary model was chosen (trainer/selection.py), into the metrics and MLMD:
+  `selected_model`, and each candidate's eval-split figures as selection/<model>/<metric>."""
+  chosen = selection.read(model_dir)
+  if not chosen:
+    return {}
+  evaluation.set_string_custom_property("selected_model", chosen["chosen"])
+  evaluation.set_string_custom_property("candidate_models", ",".join(chosen["candidates"]))
+  return {f"selection/{name}/{key}": float(value)
+          for name, figures in chosen["candidates"].items()
+          for key, value in figures.items() if isinstance(value, (int, float))}

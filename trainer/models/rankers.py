@@ -22,9 +22,11 @@ cross-entropy) or a predicted rating ("regression": MSE). Train with
 import dataclasses
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from recsys_tfx.schema import export_contract as contract
 from recsys_tfx.schema import features as feats
 from recsys_tfx.trainer.config import OBJECTIVES, RankerConfig, validate_ranker
 from recsys_tfx.trainer.models.embedding import CATEGORICAL, FeatureEmbedding, UnknownMasking
@@ -37,10 +39,17 @@ _CROSS_HASH_KEY = 0x5EED
 
 class Ranker(tf.keras.Model):
   """Masks ids/context to "unknown" while training, embeds every user/item/context
-  feature as a field of `embedding_dim`, and leaves the scoring to `score`."""
+  feature as a field of `embedding_dim`, and leaves the scoring to `score`.
+
+  With `source_stats` (mean and std of each candidate source's scores, [2, sources]) it
+  also reads what the retrieval stage knows of each candidate: every source's score
+  (standardised) and rank (whether it retrieved the item, and 1/log2(1 + rank)). They
+  enter as one more field, which every architecture mixes with the others, and through a
+  linear term added to the logit, so any architecture can at least keep the retrieval
+  order and learn where the other features should change it."""
 
   def __init__(self, config: RankerConfig, all_features: List[feats.Feature],
-               vocab_sizes: Dict[str, int], **kwargs):
+               vocab_sizes: Dict[str, int], source_stats=None, **kwargs):
     super().__init__(**kwargs)
     validate_ranker(config)
     self._config = config
@@ -52,25 +61,51 @@ class Ranker(tf.keras.Model):
                                 config.unknown_rate)
     self._embed = FeatureEmbedding(self.input_features, vocab_sizes, config.embedding_dim,
                                    name="fields")
+    self._source_stats = None
+    if source_stats is not None:
+      stats = np.asarray(source_stats, np.float32)
+      self._source_stats = stats
+      self._source_mean = tf.constant(stats[0])
+      self._source_std = tf.constant(np.maximum(stats[1], 1e-6))
+      self._source_field = tf.keras.layers.Dense(config.embedding_dim, name="source_field")
+      self._source_linear = tf.keras.layers.Dense(1, name="source_linear")
 
   def call(self, inputs: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
     inputs = self._mask(inputs, training=training)
-    return tf.reshape(self.score(inputs, self._embed(inputs)), [-1])
+    fields = self._embed(inputs)
+    if self._source_stats is None:
+      return tf.reshape(self.score(inputs, fields), [-1])
+    sources = self.source_features(inputs)
+    logit = self.score(inputs, fields + [self._source_field(sources)])
+    return tf.reshape(logit + self._source_linear(sources), [-1])
+
+  def source_features(self, inputs: Dict[str, tf.Tensor]) -> tf.Tensor:
+    """[batch, 3 * sources]: retrieved (0/1), 1/log2(1 + rank), standardised score."""
+    ranks = tf.cast(inputs[contract.SOURCE_RANKS], tf.float32)
+    scores = tf.cast(inputs[contract.SOURCE_SCORES], tf.float32)
+    retrieved = tf.cast(ranks > 0, tf.float32)
+    gain = tf.where(ranks > 0, tf.math.log(2.0) / tf.math.log(tf.maximum(ranks, 1.0) + 1.0),
+                    0.0)
+    z = tf.clip_by_value((scores - self._source_mean) / self._source_std, -8.0, 8.0)
+    return tf.concat([retrieved, gain, z], axis=1)
 
   def score(self, inputs: Dict[str, tf.Tensor], fields: List[tf.Tensor]) -> tf.Tensor:
-    """[batch, 1] score from the (masked) inputs and their field embeddings."""
+    """[batch, 1] score from the (masked) inputs and their field embeddings (the input
+    features' fields, in input_features order, then the sources' field if any)."""
     raise NotImplementedError
 
   def get_config(self) -> dict:
     """Everything the constructor needs, as plain data (Keras saving asks for it)."""
+    stats = None if self._source_stats is None else self._source_stats.tolist()
     return {"config": dataclasses.asdict(self._config),
             "all_features": [dataclasses.asdict(f) for f in self.input_features],
-            "vocab_sizes": dict(self._vocab_sizes)}
+            "vocab_sizes": dict(self._vocab_sizes), "source_stats": stats}
 
   @classmethod
   def from_config(cls, config: dict) -> "Ranker":
     return cls(RankerConfig(**config["config"]),
-               [feats.Feature(**f) for f in config["all_features"]], config["vocab_sizes"])
+               [feats.Feature(**f) for f in config["all_features"]], config["vocab_sizes"],
+               config.get("source_stats"))
 
   def _linear(self, name: str) -> FeatureEmbedding:
     """First-order terms: one weight per category (per token for "multi", mean-pooled)
@@ -182,7 +217,8 @@ class NCF(Ranker):
 
   def score(self, inputs, fields):
     user, item = self._gmf(inputs)
-    return self._head(user, item, tf.concat([fields[k] for k in self._mlp_order], axis=1))
+    ordered = [fields[k] for k in self._mlp_order] + fields[len(self.input_features):]
+    return self._head(user, item, tf.concat(ordered, axis=1))
 
 
 class MatrixFactorization(Ranker):
@@ -209,9 +245,12 @@ _MODELS = {"wide_deep": WideDeep, "dcn": DCN, "deepfm": DeepFM, "ncf": NCF}
 
 
 def build_ranker(config: RankerConfig, all_features: List[feats.Feature],
-                 vocab_sizes: Dict[str, int]) -> tf.keras.Model:
+                 vocab_sizes: Dict[str, int], source_stats=None) -> tf.keras.Model:
+  """`source_stats`: [2, sources] mean and std of the candidate sources' scores, when the
+  ranker reads them (it re-orders retrieval candidates); None for features alone."""
   validate_ranker(config)
   return _MODELS[config.architecture](config, all_features, vocab_sizes,
+                                      source_stats=source_stats,
                                       name=f"ranker_{config.architecture}")
 
 

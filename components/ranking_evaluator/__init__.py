@@ -1,1 +1,0 @@
-"""RankingEvaluator: component.py (the typed component), executor.py (its work)."""

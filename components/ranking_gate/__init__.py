@@ -1,0 +1,1 @@
+"""RankingGate: component.py (the typed component), executor.py (its work)."""
