@@ -4,6 +4,7 @@
   recsys serve --model-base serving_models        TF Serving's gRPC API on 127.0.0.1:8500
   recsys recommend --user U [-k 10] [--json]       retrieve -> rank -> re-rank over gRPC
   recsys benchmark --data D --models popularity,ease,sasrec,...   one split, one leaderboard
+  recsys evaluate-serving --config C             what the served funnel returns, scored
   recsys report | compare-rankers | metadata ... | kubeflow ... | export-serving-config
 """
 from recsys_tfx import env
@@ -17,6 +18,7 @@ from recsys_tfx.kubeflow import cli_commands as kubeflow_cli  # noqa: E402
 from recsys_tfx.leaderboard import cli_commands as leaderboard_cli  # noqa: E402
 from recsys_tfx.pipeline import cli_commands as pipeline_cli  # noqa: E402
 from recsys_tfx.pipeline import metadata_cli  # noqa: E402
+from recsys_tfx import serving_quality  # noqa: E402
 from recsys_tfx.serving import cli_commands as serving_cli  # noqa: E402
 
 
@@ -39,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
   kubeflow_cli.add_commands(sub)
   metadata_cli.add_commands(sub)
   leaderboard_cli.add_commands(sub)  # benchmark
+  serving_quality.add_commands(sub)  # evaluate-serving
   return parser
 
 

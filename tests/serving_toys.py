@@ -5,9 +5,13 @@ the server received:
   retrieval  recommend_with_context(user_id, hour, device) and serving_default(user_id)
              -> item_ids [B, K]: i<(hash(user) + j) % ITEMS>, j = 0..K-1
                 scores   [B, K]: hour + 100 * (device == "tv") - j / 100
-  ranking    serving_default(user_id, item_id, hour, device)
+             candidates_with_context(user_id, hour, device): the same, from one source
+             "toy", with source_scores = scores and source_ranks = j + 1 ([B, K, 1])
+  ranking    serving_default(user_id, item_id, source_scores, source_ranks, hour, device)
              -> scores [N]: item number / 1000 + (hour + 1) * 10 + (device == "tv")
+                (the source inputs are checked for shape only)
   ranking_hour_only  the same without the device input
+Every one answers candidate_sources() -> sources ["toy"].
 """
 import os
 
@@ -46,14 +50,31 @@ class ToyRetrieval(tf.Module):
     unknown = tf.fill(tf.shape(user_id), tf.constant(-1, tf.int64))
     return self._top_k(user_id, unknown, tf.fill(tf.shape(user_id), ""))
 
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
+                                tf.TensorSpec([None], tf.int64, name="hour"),
+                                tf.TensorSpec([None], tf.string, name="device")])
+  def candidates_with_context(self, user_id, hour, device):
+    top = self._top_k(user_id, hour, device)
+    ranks = tf.tile(tf.range(1.0, K + 1.0)[None, :, None], [tf.shape(user_id)[0], 1, 1])
+    return {**top, "source_scores": top["scores"][:, :, None], "source_ranks": ranks}
+
+
+@tf.function(input_signature=[])
+def _sources():
+  return {"sources": tf.constant(["toy"]), "primary": tf.constant("toy")}
+
+
+SOURCE_SPECS = [tf.TensorSpec([None, 1], tf.float32, name="source_scores"),
+                tf.TensorSpec([None, 1], tf.float32, name="source_ranks")]
+
 
 class ToyRanking(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
-                                tf.TensorSpec([None], tf.string, name="item_id"),
-                                tf.TensorSpec([None], tf.int64, name="hour"),
-                                tf.TensorSpec([None], tf.string, name="device")])
-  def serving_default(self, user_id, item_id, hour, device):
+                                tf.TensorSpec([None], tf.string, name="item_id")]
+               + SOURCE_SPECS + [tf.TensorSpec([None], tf.int64, name="hour"),
+                                 tf.TensorSpec([None], tf.string, name="device")])
+  def serving_default(self, user_id, item_id, source_scores, source_ranks, hour, device):
     number = tf.strings.to_number(tf.strings.substr(item_id, 1, 10), tf.float32)
     scores = (number / 1000.0 + tf.cast(hour + 1, tf.float32) * 10.0
               + tf.cast(device == "tv", tf.float32))
@@ -64,23 +85,27 @@ class ToyHourRanking(tf.Module):
   """A ranker that takes fewer context features than retrieval (hour, no device)."""
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
-                                tf.TensorSpec([None], tf.string, name="item_id"),
-                                tf.TensorSpec([None], tf.int64, name="hour")])
-  def serving_default(self, user_id, item_id, hour):
-    return ToyRanking().serving_default(user_id, item_id, hour, tf.fill(tf.shape(hour), ""))
+                                tf.TensorSpec([None], tf.string, name="item_id")]
+               + SOURCE_SPECS + [tf.TensorSpec([None], tf.int64, name="hour")])
+  def serving_default(self, user_id, item_id, source_scores, source_ranks, hour):
+    return ToyRanking().serving_default(user_id, item_id, source_scores, source_ranks, hour,
+                                        tf.fill(tf.shape(hour), ""))
 
 
 def save_retrieval(path: str) -> str:
   module = ToyRetrieval()
   tf.saved_model.save(module, path, signatures={
       "serving_default": module.serving_default,
-      "recommend_with_context": module.recommend_with_context})
+      "recommend_with_context": module.recommend_with_context,
+      "candidates_with_context": module.candidates_with_context,
+      "candidate_sources": _sources})
   return path
 
 
 def save_ranking(path: str, hour_only: bool = False) -> str:
   module = ToyHourRanking() if hour_only else ToyRanking()
-  tf.saved_model.save(module, path, signatures={"serving_default": module.serving_default})
+  tf.saved_model.save(module, path, signatures={"serving_default": module.serving_default,
+                                                "candidate_sources": _sources})
   return path
 
 

@@ -66,10 +66,12 @@ def imports(path: str, known: Set[str]) -> List[Tuple[int, str]]:
 
 
 def layer(module: str) -> str:
+  """The layer a module belongs to: its sub-package, or "cli" for the root package's own
+  modules (the cli/ folder)."""
   parts = module.split(".")
-  if module == f"{ROOT}.cli":
-    return "cli"
-  return parts[1] if len(parts) > 1 else ROOT
+  if module == ROOT:
+    return ROOT
+  return parts[1] if f"{ROOT}.{parts[1]}" in package_dirs() else "cli"
 
 
 def allowed(importer: str, imported: str) -> bool:
@@ -152,6 +154,8 @@ def test_the_check_sees_a_wrong_arrow():
   assert not allowed("recsys_tfx.serving.catalogue", "recsys_tfx.components.ingest.sources")
   assert allowed("recsys_tfx.serving.catalogue", "recsys_tfx.schema.canonical")
   assert allowed("recsys_tfx.cli", "recsys_tfx.serving.cli_commands")
+  assert allowed("recsys_tfx.serving_quality", "recsys_tfx.serving.funnel")
+  assert not allowed("recsys_tfx.pipeline.summary", "recsys_tfx.serving_quality")
   assert allowed("recsys_tfx.leaderboard.run", "recsys_tfx.trainer.registry")
 
 

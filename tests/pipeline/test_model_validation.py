@@ -47,9 +47,48 @@ def test_eval_config_has_thresholds_popularity_fails():
 def test_ranking_config_errors_name_the_allowed_values(tmp_path):
   with pytest.raises(configs.ConfigError, match="architecture.*'transformer'.*dcn"):
     configs.load(None, {"ranking.architecture": "transformer"})
-  with pytest.raises(configs.ConfigError, match="negative_ratio must be >= 1, got 0"):
-    configs.load(None, {"ranking.negative_ratio": 0})
+  with pytest.raises(configs.ConfigError, match="ranking.loss must be one of listwise, "
+                                                 "pointwise; got 'pairwise'"):
+    configs.load(None, {"ranking.loss": "pairwise"})
+  with pytest.raises(configs.ConfigError, match="list_targets must be an integer >= 1"):
+    configs.load(None, {"ranking.list_targets": 0})
+  with pytest.raises(configs.ConfigError, match="objective must be binary"):
+    configs.load(None, {"ranking.objective": "regression"})
   config = configs.load(None, {"pipeline_root": str(tmp_path)})
   config.ranking.features = ["age", "favourite_colour"]
   with pytest.raises(configs.ConfigError, match="favourite_colour"):
     create_pipeline(config, str(tmp_path), SCHEMA)
+
+
+@pytest.mark.parametrize("value", [1.5, -2, "a lot", True])
+def test_min_rerank_lift_outside_minus_one_to_one_is_refused(value):
+  with pytest.raises(configs.ConfigError, match=r"min_rerank_lift must be a number in \[-1, 1\]"):
+    configs.load(None, {"validation": {"min_rerank_lift": value}})
+
+
+def test_min_rerank_lift_inside_the_range_is_kept():
+  assert configs.load(None, {"validation": {"min_rerank_lift": -0.5}}).validation.min_rerank_lift \
+      == -0.5
+
+
+@pytest.mark.parametrize("models, message", [
+    (["sasrec", "wavenet"], r"trainer.models: unknown model\(s\) \['wavenet'\]; allowed: two_tower"),
+    (["sasrec", "sasrec"], "lists a model twice"),
+    ([], "non-empty list of model names"),
+    ("sasrec", "non-empty list of model names"),
+])
+def test_unknown_models_in_trainer_models_are_refused_naming_the_allowed(models, message):
+  with pytest.raises(configs.ConfigError, match=message):
+    configs.load(None, {"trainer.models": models})
+
+
+def test_model_args_with_models_map_each_model_to_its_knobs():
+  config = configs.load(None, {"trainer.models": ["sasrec", "ease"],
+                               "trainer.model_args": {"sasrec": {"epochs": 2}}})
+  assert config.trainer.args_for("sasrec") == {"epochs": 2} and config.trainer.args_for("ease") == {}
+  assert config.trainer.reads_history() and config.history_length == 50
+  with pytest.raises(configs.ConfigError, match="maps model names to their knobs"):
+    configs.load(None, {"trainer.models": ["sasrec"], "trainer.model_args": {"epochs": 2}})
+  with pytest.raises(configs.ConfigError, match=r"sasrec has no parameter\(s\) \['window'\]"):
+    configs.load(None, {"trainer.models": ["sasrec"],
+                        "trainer.model_args": {"sasrec": {"window": 2}}})

@@ -103,10 +103,22 @@ def test_score_sends_one_row_per_candidate_in_one_predict(client, monkeypatch):
   calls = []
   predict = client.predict
   monkeypatch.setattr(client, "predict", lambda *a, **kw: calls.append(a) or predict(*a, **kw))
-  scores = client.score("u0", ["i3", "i12", "i7"], {"hour": 2, "device": "tv"})
+  sources = np.ones((3, 1), np.float32)
+  scores = client.score("u0", ["i3", "i12", "i7"], {"hour": 2, "device": "tv"},
+                        source_scores=sources, source_ranks=sources)
   assert len(calls) == 1
   np.testing.assert_allclose(scores, [31.003, 31.012, 31.007], rtol=1e-6)
   assert client.score("u0", []).shape == (0,)
+  with pytest.raises(ValueError, match="needs their source scores and ranks"):
+    client.score("u0", ["i3"], {"hour": 2})
+
+
+def test_candidates_carry_each_sources_scores_and_ranks(client):
+  found = client.candidates("u0", {"hour": 23, "device": "tv"})
+  assert len(found.item_ids) == serving_toys.K
+  assert found.source_ranks[:, 0].tolist() == list(range(1, serving_toys.K + 1))
+  np.testing.assert_allclose(found.source_scores[:, 0], found.scores)
+  assert client.sources("retrieval") == client.sources("ranking") == ["toy"]
 
 
 def test_status_and_metadata(client):
@@ -118,6 +130,7 @@ def test_status_and_metadata(client):
   assert {"serving_default", "recommend_with_context"} <= set(signatures)
   assert client.signature_inputs("ranking", "serving_default") == {
       "user_id": types_pb2.DT_STRING, "item_id": types_pb2.DT_STRING,
+      "source_scores": types_pb2.DT_FLOAT, "source_ranks": types_pb2.DT_FLOAT,
       "hour": types_pb2.DT_INT64, "device": types_pb2.DT_STRING}
 
 

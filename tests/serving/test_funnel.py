@@ -5,8 +5,11 @@ import math
 import pandas as pd
 import pytest
 
+import numpy as np
+
 from recsys_tfx.serving import rules
 from recsys_tfx.serving.catalogue import Catalogue, Item, parse_genres
+from recsys_tfx.serving.client import Candidates
 from recsys_tfx.serving.funnel import Funnel, FunnelConfig, FunnelError
 
 
@@ -137,25 +140,43 @@ def test_catalogue_from_canonical_directory(tmp_path):
 # --- the funnel over a fake client ---------------------------------------------------------
 
 class FakeClient:
-  """Retrieval returns `top_k` items i0, i1, ... with falling scores; ranking scores are
-  given per item (default: the reverse of retrieval order). Records every call."""
+  """Retrieval returns `top_k` items i0, i1, ... with falling scores (one source, "fake",
+  rank = position); ranking scores are given per item (default: the reverse of
+  retrieval order). `ranker` None: no ranking model is served; `ranker_sources`: the
+  sources the ranker says it was trained for. Records every Predict."""
 
-  def __init__(self, top_k=20, ranking=None):
+  retrieval_model, ranking_model = "retrieval", "ranking"
+
+  def __init__(self, top_k=20, ranking=None, ranker=7, ranker_sources=("fake",)):
     self.top_k, self.ranking = top_k, ranking or {}
+    self.ranker, self.ranker_sources = ranker, ranker_sources
     self.calls = []
 
-  def check_context(self, context):
+  def check_context(self, context, ranking=True):
     if "weather" in (context or {}):
       raise ValueError("context feature(s) ['weather'] are not inputs of the models")
 
-  def retrieve(self, user_id, context=None, k=None, strict=True, history=None):
+  def available_version(self, model):
+    return 3 if model == self.retrieval_model else self.ranker
+
+  def sources(self, model):
+    return ["fake"] if model == self.retrieval_model else list(self.ranker_sources)
+
+  def retrieved(self):
+    return [f"i{n}" for n in range(self.top_k)], [1.0 - n / 100 for n in range(self.top_k)]
+
+  def candidates(self, user_id, context=None, strict=True, history=None):
     self.calls.append(("retrieve", user_id, dict(context or {})))
     self.history = history
-    item_ids = [f"i{n}" for n in range(self.top_k)]
-    return item_ids, [1.0 - n / 100 for n in range(self.top_k)]
+    item_ids, scores = self.retrieved()
+    ranks = [[r + 1.0] for r in range(len(item_ids))]
+    return Candidates(item_ids, np.array(scores, np.float32),
+                      np.array([[s] for s in scores], np.float32), np.array(ranks, np.float32))
 
-  def score(self, user_id, item_ids, context=None, strict=True):
+  def score(self, user_id, item_ids, context=None, strict=True, source_scores=None,
+            source_ranks=None):
     self.calls.append(("score", user_id, list(item_ids), dict(context or {})))
+    self.source_ranks = source_ranks
     return [self.ranking[i] if i in self.ranking else int(i[1:]) / 100 for i in item_ids]
 
 
@@ -175,6 +196,8 @@ def test_funnel_ranks_all_unseen_candidates_in_one_call_and_applies_rules():
   assert [call[0] for call in client.calls] == ["retrieve", "score"]
   scored = client.calls[1][2]
   assert len(scored) == 17 and not {"i19", "i18", "i5"} & set(scored)
+  # each candidate's source rank travels with it past the seen filter
+  assert client.source_ranks[:, 0].tolist() == [int(i[1:]) + 1 for i in scored]
   assert client.calls[0][2] == client.calls[1][3] == {"hour": 23}
   # ranking prefers high numbers; the cap allows 2 per genre (n % 4)
   assert ids(rec.items) == ["i17", "i16", "i15", "i14", "i13"]
@@ -232,7 +255,7 @@ def test_user_who_saw_everything_gets_an_empty_list_not_an_error():
 
 def test_duplicate_and_empty_candidate_ids_are_dropped():
   class Repeating(FakeClient):
-    def retrieve(self, user_id, context=None, k=None, strict=True, history=None):
+    def retrieved(self):
       return ["a", "b", "a", "", "c"], [.9, .8, .7, .6, .5]
 
   funnel = Funnel(Repeating(ranking={"a": .1, "b": .2, "c": .3}))
@@ -242,7 +265,7 @@ def test_duplicate_and_empty_candidate_ids_are_dropped():
 
 @pytest.mark.parametrize("k, message", [
     (0, "k must be a positive integer"), (-3, "k must be a positive integer"),
-    (2.5, "k must be a positive integer"), (301, "exceeds the 300 candidates the funnel"),
+    (2.5, "k must be a positive integer"), (1001, "exceeds the 1000 candidates the funnel"),
     (21, "exceeds the 20 candidates the retrieval model returns"),
 ])
 def test_k_out_of_range_is_a_clear_error(k, message):
@@ -256,6 +279,7 @@ def test_recommendation_serialises_to_plain_json():
   out = json.loads(json.dumps(rec.to_dict()))
   assert set(out["items"][0]) == {"item_id", "title", "genre", "retrieval_rank",
                                   "retrieval_score", "ranking_score", "final_score", "rules"}
+  assert out["stages"]["ranking_live"] is True
   assert out["context"] == {"hour": 1} and not math.isnan(out["items"][0]["final_score"])
 
 
@@ -264,3 +288,29 @@ def test_context_no_model_takes_is_refused_before_any_predict():
   with pytest.raises(ValueError, match="weather"):
     Funnel(client).recommend("u", k=3, context={"weather": "rain"})
   assert client.calls == []
+
+
+def test_without_a_served_ranker_the_retrieval_order_is_served_and_said():
+  client = FakeClient(ranker=None)
+  rec = Funnel(client, funnel_catalogue(), FunnelConfig(
+      rules=rules.RulesConfig(max_per_genre=0))).recommend("u1", k=4)
+  assert [call[0] for call in client.calls] == ["retrieve"]  # no ranking Predict
+  assert ids(rec.items) == ["i0", "i1", "i2", "i3"] and rec.ranked == 0
+  assert all(math.isnan(c.ranking_score) for c in rec.items)
+  assert rec.items[0].final_score == pytest.approx(1.0)  # the retrieval score
+  assert not rec.stages.ranking_live and "retrieval order is served" in rec.stages.ranking
+  assert rec.to_dict()["items"][0]["ranking_score"] is None
+
+
+def test_a_ranker_trained_for_other_sources_is_not_used():
+  client = FakeClient(ranker_sources=("sasrec", "transitions"))
+  rec = Funnel(client, funnel_catalogue()).recommend("u1", k=3)
+  assert [call[0] for call in client.calls] == ["retrieve"]
+  assert "trained for candidate sources ['sasrec', 'transitions']" in rec.stages.ranking
+  assert "serves ['fake']" in rec.stages.ranking
+
+
+def test_rank_false_measures_the_retrieval_order_even_with_a_ranker_served():
+  client = FakeClient()
+  rec = Funnel(client, funnel_catalogue(), rank=False).recommend("u2", k=3)
+  assert ids(rec.items) == ["i0", "i1", "i2"] and rec.stages.ranking.startswith("off")

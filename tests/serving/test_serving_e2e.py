@@ -122,12 +122,15 @@ def test_predict_equals_the_saved_models_called_directly(client, models):
   np.testing.assert_array_equal(got["item_ids"], direct["item_ids"].numpy())
   np.testing.assert_allclose(got["scores"], direct["scores"].numpy(), rtol=1e-6)
 
-  item_ids, _ = client.retrieve("u0", CONTEXT)
-  scores = client.score("u0", item_ids, CONTEXT)
+  found = client.candidates("u0", CONTEXT)
+  item_ids = [i for i in found.item_ids if i]  # the union is padded with ""
   rows = len(item_ids)
+  sources = {"source_scores": found.source_scores[:rows], "source_ranks": found.source_ranks[:rows]}
+  scores = client.score("u0", item_ids, CONTEXT, **sources)
   direct = models["ranking"].signatures["serving_default"](
       user_id=tf.constant(["u0"] * rows), item_id=tf.constant(item_ids),
-      hour=tf.constant([23] * rows, tf.int64), device=tf.constant(["tv"] * rows))
+      hour=tf.constant([23] * rows, tf.int64), device=tf.constant(["tv"] * rows),
+      **{k: tf.constant(v) for k, v in sources.items()})
   np.testing.assert_allclose(scores, direct["scores"].numpy(), rtol=1e-5)
 
 

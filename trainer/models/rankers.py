@@ -105,7 +105,7 @@ class Ranker(tf.keras.Model):
   def from_config(cls, config: dict) -> "Ranker":
     return cls(RankerConfig(**config["config"]),
                [feats.Feature(**f) for f in config["all_features"]], config["vocab_sizes"],
-               config.get("source_stats"))
+               source_stats=config.get("source_stats"))
 
   def _linear(self, name: str) -> FeatureEmbedding:
     """First-order terms: one weight per category (per token for "multi", mean-pooled)
