@@ -7,6 +7,7 @@ imports TensorFlow; the container image sets the same variables (Dockerfile). Mo
 that build Keras models only check, with `require_legacy_keras`, as
 tensorflow_recommenders checks its Keras version on import.
 """
+import logging
 import os
 import warnings
 
@@ -24,6 +25,10 @@ def configure() -> None:
   os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning")
   warnings.filterwarnings("ignore", category=FutureWarning)
   warnings.filterwarnings("ignore", category=DeprecationWarning)
+  # TFX, TFMA and TensorFlow log through absl; their warnings are not a user's business
+  # (a pipeline run sends all of it to its log file: pipeline/progress.py).
+  logging.getLogger("absl").setLevel(logging.ERROR)
+  logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def require_legacy_keras(who: str) -> None:

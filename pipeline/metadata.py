@@ -12,6 +12,7 @@ metadata store) through a connection config.
 import collections
 import dataclasses
 import datetime
+import json
 import os
 from typing import Any, Dict, List, Tuple
 
@@ -22,10 +23,10 @@ from ml_metadata.proto import metadata_store_pb2 as mlmd
 Event, Execution = mlmd.Event, mlmd.Execution
 INPUTS = (Event.INPUT, Event.DECLARED_INPUT)
 OUTPUTS = (Event.OUTPUT, Event.DECLARED_OUTPUT)
-# The input keys under which an execution judges a model: TFX Evaluator's and Pusher's
-# "model", RankingEvaluator's "ranking_model" (its "retrieval_model" only supplies
-# candidates, and Evaluator's "baseline_model" is the one compared against).
-EVALUATED_KEYS = ("model", "ranking_model")
+# The input keys under which an execution judges a model: TFX Evaluator's, the
+# RankingGate's and the Pusher's "model" (RankingEvalExamples' "retrieval_model" only
+# supplies candidates, and a "baseline_model" is the one compared against).
+EVALUATED_KEYS = ("model",)
 MYSQL_KEYS = ("host", "port", "database", "user", "password")
 
 
@@ -229,7 +230,7 @@ def _outputs_of_consumers(snap: Snapshot, artifact_id: int, type_name: str,
 
 def metrics_of(artifact: mlmd.Artifact) -> Dict[str, float]:
   """An evaluation's metrics: its float custom properties (RetrievalEvaluator and
-  RankingEvaluator record their headline figures there)."""
+  RankingGate record their headline figures there)."""
   return {k: v.double_value for k, v in sorted(artifact.custom_properties.items())
           if v.WhichOneof("value") == "double_value"}
 
@@ -268,9 +269,15 @@ def models(snap: Snapshot) -> List[Dict[str, Any]]:
     pushes = [_push(snap, p)
               for p in _outputs_of_consumers(snap, artifact_id, "PushedModel", ("model",))]
     done = [p for p in pushes if p["pushed"]]
-    metrics = {}
+    metrics, reasons = {}, []
     for evaluation in evaluations:
       metrics.update(metrics_of(snap.artifacts[evaluation]))
+    # Why a model was not blessed: the RankingGate's blessing says; TFMA's verdict is put
+    # in words by the BlessingReport that read the blessing.
+    for blessing in blessings:
+      reports = _outputs_of_consumers(snap, blessing, "ModelEvaluation", ("blessing",))
+      for verdict in [blessing] + reports:
+        reasons += json.loads(_prop(snap.artifacts[verdict], "reasons") or "[]")
     execution = snap.producer.get(artifact_id)
     result.append({
         "id": artifact_id, "trainer": snap.producer_node(artifact_id),
@@ -283,8 +290,29 @@ def models(snap: Snapshot) -> List[Dict[str, Any]]:
         "pushed_destination": done[-1]["destination"] if done else "",
         "model_name": done[-1]["model_name"] if done else "",
         "live": any(p["id"] in live for p in done),
+        "reasons": list(dict.fromkeys(reasons)),
     })
   return result
+
+
+def stages(result: List[Dict[str, Any]]) -> Dict[str, str]:
+  """Which model serves each stage of the funnel (models() rows), and why the ranking
+  stage is off when it is: no ranker was ever blessed, with the latest one's reasons."""
+  out = {}
+  for stage, trainer in (("retrieval", "RetrievalTrainer"), ("ranking", "RankingTrainer")):
+    trained = [m for m in result if m["trainer"] == trainer]
+    live = [m for m in trained if m["live"]]
+    if live:
+      m = live[-1]
+      out[stage] = f"model {m['id']} (run {m['run_id']}), {m['model_name']}/{m['pushed_version']}"
+    elif not trained:
+      out[stage] = "none trained"
+    else:
+      latest = trained[-1]
+      why = "; ".join(latest["reasons"]) or "not blessed"
+      fallback = ", so the funnel serves the retrieval order" if stage == "ranking" else ""
+      out[stage] = f"none live{fallback}: the latest, model {latest['id']}, {why}"
+  return out
 
 
 def model_artifact(snap: Snapshot, model_id: int) -> mlmd.Artifact:

@@ -110,6 +110,10 @@ def _models(args, snap):
     if m["metrics"]:
       text += f"\n\nmodel {m['id']} ({m['trainer']}) metrics:\n" + "\n".join(
           f"  {k:<36} {v:.4f}" for k, v in m["metrics"].items())
+    if m["reasons"]:
+      text += f"\n\nmodel {m['id']} ({m['trainer']}) not blessed: " + "; ".join(m["reasons"])
+  text += "\n\nlive stages:\n" + "\n".join(
+      f"  {stage:<10} {what}" for stage, what in metadata.stages(result).items())
   return result, text if result else "no Model artifacts recorded"
 
 

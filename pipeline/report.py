@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Tuple
 
 import tensorflow_model_analysis as tfma
 
+from recsys_tfx.components.ranking_gate import executor as ranking_gate
 from recsys_tfx.pipeline import summary
 
 SliceKey = Tuple
@@ -170,24 +171,36 @@ def report(metadata_path: str, run_id: Optional[str] = None, ks=(10, 50, 100)) -
   if worst:
     print(f"  worst slice by HR@10: {worst[0]} ({worst[1]:.4f})")
   for model_name in ("Retrieval", "Ranking"):
-    verdict = run_artifact(store, run_id, "ModelEvaluation", f"{model_name}BlessingReport")
+    verdict = run_artifact(store, run_id, "ModelEvaluation", summary.VERDICT_BY[model_name])
     if verdict is not None:
       reasons = json.loads(verdict.custom_properties["reasons"].string_value or "[]")
       blessed = bool(verdict.custom_properties["blessed"].int_value)
       print(f"  {model_name.lower()}: " + summary.describe_blessing(
           {"blessed": blessed, "reasons": reasons}))
 
-  ranking_eval = run_artifact(store, run_id, "ModelEvaluation", "RankingValidator")
-  ranking = load_metrics(ranking_eval.uri) if ranking_eval is not None else None
-  if ranking:
-    print("\nRanking, held-out positives + sampled negatives (TFMA; NDCG per user):")
-    print(table(ranking, ["auc"] + [f"ndcg@{k}" for k in ks]))
-
   popularity_artifact = run_artifact(store, run_id, "ModelEvaluation", "RetrievalEvaluator")
   popularity = None
   if popularity_artifact is not None:
     with open(os.path.join(popularity_artifact.uri, "metrics.json")) as f:
       popularity = json.load(f)
+    chosen = popularity_artifact.custom_properties.get("selected_model")
+    if any(k.startswith("selection/") for k in popularity):
+      print("\nRetrieval models of the run on the eval split (the best NDCG@10 is the "
+            "primary, all are candidate sources):")
+      print(summary.selection_table(popularity, chosen.string_value if chosen else ""))
+
+  ranking_eval = run_artifact(store, run_id, "ModelEvaluation", "RankingValidator")
+  ranking = load_metrics(ranking_eval.uri) if ranking_eval is not None else None
+  if ranking:
+    print("\nRanking, a sample of the held-out users' candidate lists (TFMA; NDCG per user; "
+          "baseline = the last blessed ranker):")
+    print(table(ranking, ["auc"] + [f"ndcg@{k}" for k in ks]))
+  gate = run_artifact(store, run_id, "ModelEvaluation", "RankingGate")
+  if gate is not None:
+    with open(os.path.join(gate.uri, "metrics.json")) as f:
+      print("\nRanking, every held-out user's candidate list, ordered by the ranker, the "
+            "retrieval order and popularity (RankingGate):")
+      print(ranking_gate.ranking_table(json.load(f), "this run's"))
   plots = plot(retrieval, popularity, list(ks), os.path.join(evaluation.uri, "report"),
                retrieval_model_name(store, run_id))
   print("\nPlots:\n  " + "\n  ".join(plots))

@@ -9,28 +9,31 @@ EPOCHS = 4
 
 
 def run_small_pipeline(tmp_root) -> Tuple[object, Dict[str, object]]:
-  """Runs configs/demo.yaml on 20k synthetic interactions under tmp_root:
-  <tmp_root>/pipeline (artifacts, MLMD, canonical data under data/synthetic) and
-  <tmp_root>/serving (retrieval/<version>/, ranking/<version>/). Returns (config, the
-  run's summary dict: pushed_model, metrics, ranking_model, ranking_metrics)."""
+  """Runs configs/demo.yaml on 20k synthetic interactions under tmp_root, with the
+  two-tower as the one retrieval model (so its ScaNN index is what serves) and the
+  ranking stage on: <tmp_root>/pipeline (artifacts, MLMD, canonical data under
+  data/synthetic) and <tmp_root>/serving (retrieval/<version>/, ranking/<version>/ when
+  the ranker was blessed). Returns (config, the run's summary dict: pushed_model,
+  metrics, ranking_model, ranking_metrics, ...)."""
   from recsys_tfx.pipeline import configs, local_runner  # TFX: imported only when a test runs it
   config = configs.load(os.path.join(REPO, "configs", "demo.yaml"), {
       "pipeline_root": os.path.join(str(tmp_root), "pipeline"),
       "serving_dir": os.path.join(str(tmp_root), "serving"),
       "synthetic_interactions": SYNTHETIC_INTERACTIONS,
-      "trainer.epochs": EPOCHS,
+      "trainer.epochs": EPOCHS, "trainer.models": ["two_tower"],
   })
   return config, local_runner.run(config)
 
 
-def run_history_model(tmp_root, model: str, history_length: int,
+def run_history_model(tmp_root, models, history_length: int,
                       model_args: Dict[str, object] = None) -> Tuple[object, Dict[str, object]]:
-  """Runs configs/demo.yaml on 20k synthetic interactions with `model` (one that reads
-  history) as the retrieval model and the ranking stage off, under tmp_root."""
+  """Runs configs/demo.yaml on 20k synthetic interactions with `models` (trainer.models;
+  at least one reads history) as the retrieval models and the ranking stage off, under
+  tmp_root. `model_args`: trainer.model_args (model name -> knobs)."""
   from recsys_tfx.pipeline import configs, local_runner
   overrides = {"pipeline_root": os.path.join(str(tmp_root), "pipeline"),
                "serving_dir": os.path.join(str(tmp_root), "serving"),
-               "synthetic_interactions": SYNTHETIC_INTERACTIONS, "trainer.model": model,
+               "synthetic_interactions": SYNTHETIC_INTERACTIONS, "trainer.models": list(models),
                "trainer.history_length": history_length, "ranking.enabled": False}
   if model_args:
     overrides["trainer.model_args"] = model_args

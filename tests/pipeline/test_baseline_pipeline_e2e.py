@@ -1,10 +1,12 @@
-"""A baseline as the pipeline's retrieval model: `trainer.model: transitions`.
+"""Baselines as the pipeline's retrieval models, and the choice between them by evidence:
+`trainer.models: [popularity, transitions]`.
 
 One LocalDagRunner run on a small synthetic world (ranking stage off, to keep it short):
-the Trainer fits the leaderboard's item-to-item transition model on the train split and
-exports it with an exact (brute-force) top-K instead of ScaNN; the RetrievalEvaluator
-reports no ScaNN recall for it; TFMA blesses it against popularity; the pushed model
-answers history requests in-process and over gRPC."""
+the Trainer fits both on the train split, and transitions (the planted series make it
+far better) wins on the eval split and becomes the primary, recorded in MLMD and shown by
+`recsys report`; it is exported with an exact (brute-force) top-K instead of ScaNN; the
+RetrievalEvaluator reports no ScaNN recall for it; TFMA blesses it against popularity;
+the pushed model answers history requests in-process and over gRPC."""
 import glob
 import json
 import os
@@ -22,7 +24,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-  return run_history_model(tmp_path_factory.mktemp("transitions_run"), "transitions", 10)
+  return run_history_model(tmp_path_factory.mktemp("transitions_run"),
+                           ["popularity", "transitions"], 10)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,9 @@ def test_exported_with_an_exact_index_and_no_scann_figure(run, model):
   assert model.index_kind.numpy() == b"brute_force"
   training = glob.glob(os.path.join(config.pipeline_root, "RetrievalTrainer", "model_run", "*",
                                     "training.json"))
-  assert json.load(open(training[0]))["index"] == {"kind": "brute_force"}
+  index = json.load(open(training[0]))["index"]
+  assert index["kind"] == "brute_force" and index["primary"] == "transitions"
+  assert index["sources"] == ["popularity", "transitions"]
   assert "scann_recall@10" not in summary["metrics"]
 
 
@@ -89,3 +94,37 @@ def test_grpc_history_request_equals_the_saved_model(run, model):
   finally:
     server.stop()
   assert len(by_user) == config.trainer.top_k
+
+
+def test_the_planted_best_model_is_chosen_and_the_choice_is_in_mlmd(run, capsys):
+  from recsys_tfx.pipeline import report, summary
+  config, result = run
+  assert result["selected_model"] == "transitions"
+  metrics = result["metrics"]
+  assert metrics["selection/transitions/ndcg@10"] > metrics["selection/popularity/ndcg@10"]
+  store = summary.open_store(config.metadata_path)
+  evaluation = summary.latest_artifact(store, "ModelEvaluation", "RetrievalEvaluator")
+  assert evaluation.custom_properties["selected_model"].string_value == "transitions"
+  assert evaluation.custom_properties["candidate_models"].string_value == \
+      "popularity,transitions"
+  assert "selection/popularity/ndcg@10" in evaluation.custom_properties
+  report.report(config.metadata_path)
+  out = capsys.readouterr().out
+  assert "transitions" in out and "<- primary" in out and "popularity" in out
+
+
+def test_the_exported_model_serves_the_union_of_both_sources(model):
+  out = model.signatures["candidates_with_history"](
+      history=tf.constant([["i3", "i7", "i11"]]), hour=tf.constant([-1], tf.int64),
+      device=tf.constant([""]))
+  sources = model.signatures["candidate_sources"]()
+  assert [s.decode() for s in sources["sources"].numpy()] == ["popularity", "transitions"]
+  assert sources["primary"].numpy() == b"transitions"
+  ids = [i.decode() for i in out["item_ids"].numpy()[0]]
+  real = [i for i in ids if i]
+  assert len(set(real)) == len(real) and ids[:len(real)] == real  # padding last
+  ranks = out["source_ranks"].numpy()[0][:len(real)]
+  assert (ranks > 0).any(axis=1).all()  # each candidate is some source's
+  scores = out["scores"].numpy()[0][:len(real)]
+  assert (np.diff(scores) <= 1e-9).all()  # the primary's order
+  np.testing.assert_allclose(out["source_scores"].numpy()[0][:len(real), 1], scores, rtol=1e-6)

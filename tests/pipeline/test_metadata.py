@@ -105,7 +105,8 @@ def _event(event_type, key):
 def store_path(request, tmp_path_factory):
   """As LocalDagRunner records runs ("tfx") and as KFP v2 on Kubeflow does ("kfp").
   Run 1: a blessed, pushed retrieval model A. Run 2: retrieval model B (not blessed,
-  not pushed; RankingEvaluator only uses it for candidates) and ranking model C (pushed).
+  not pushed; RankingEvalExamples only uses it for candidates) and ranking model C
+  (blessed by the RankingGate, pushed).
   Run 3: retrieval model D pushed as a newer version, then an evaluator that FAILED."""
   path = str(tmp_path_factory.mktemp("mlmd") / "metadata.sqlite")
   r = Recorder(metadata_store.MetadataStore(
@@ -136,8 +137,11 @@ def store_path(request, tmp_path_factory):
   r.run("run-2", "RetrievalPusher", {"model": b}, {"pushed_model": ("PushedModel", {
       "pushed": 0})})
   c = r.run("run-2", "RankingTrainer", trainer_inputs, {"model": ("Model", {})})["model"]
-  r.run("run-2", "RankingEvaluator", {"retrieval_model": b, "ranking_model": c},
-        {"evaluation": ("ModelEvaluation", {"rerank/ranker/ndcg@10": 0.1})})
+  r.run("run-2", "RankingEvalExamples", {"retrieval_model": b},
+        {"ranking_examples": ("Examples", {})})
+  r.run("run-2", "RankingGate", {"model": c},
+        {"blessing": ("ModelBlessing", {"blessed": 1, "reasons": "[]"}),
+         "evaluation": ("ModelEvaluation", {"lists/ranker/ndcg@10": 0.1})})
   r.run("run-2", "RankingPusher", {"model": c}, {"pushed_model": ("PushedModel", {
       "pushed": 1, "pushed_version": "200", "pushed_destination": "/serving/ranking/200"})})
 
@@ -165,10 +169,10 @@ def test_models_blessing_metrics_push_and_live(store_path, capsys):
   path, ids = store_path
   models = {m["id"]: m for m in recsys_json(capsys, "metadata", "models", "--metadata", path)}
   a, b, c, d = (models[ids[k]] for k in "ABCD")
-  assert (a["blessed"], b["blessed"], c["blessed"], d["blessed"]) == (True, False, None, None)
+  assert (a["blessed"], b["blessed"], c["blessed"], d["blessed"]) == (True, False, True, None)
   assert a["metrics"] == {"model/hit_rate@10": 0.2}
-  assert b["metrics"] == {}  # RankingEvaluator scored C, using B only for candidates
-  assert c["metrics"] == {"rerank/ranker/ndcg@10": 0.1}
+  assert b["metrics"] == {}  # the gate scored C; B only supplied candidates
+  assert c["metrics"] == {"lists/ranker/ndcg@10": 0.1}
   assert (a["pushed"], b["pushed"], c["pushed"], d["pushed"]) == (True, False, True, True)
   assert (a["live"], c["live"], d["live"]) == (False, True, True)  # D is newer than A
   assert (c["model_name"], c["pushed_version"]) == ("ranking", "200")
@@ -178,8 +182,10 @@ def test_models_blessing_metrics_push_and_live(store_path, capsys):
   assert recsys("metadata", "models", "--metadata", path) == 0
   table = capsys.readouterr().out
   row = next(line for line in table.splitlines() if line.startswith(f"{ids['C']} "))
-  assert "n/a" in row and "ranking/200" in row and "LIVE" in row
+  assert "yes" in row and "ranking/200" in row and "LIVE" in row
   assert "model/hit_rate@10" in table
+  assert "live stages:" in table and f"retrieval  model {ids['D']}" in table
+  assert f"ranking    model {ids['C']}" in table
 
 
 def test_lineage_walks_back_to_data_schema_and_transform(store_path, capsys):
@@ -290,9 +296,10 @@ def test_real_models_with_metrics_push_and_live(real_run, capsys):
     assert retrieval["blessed"] is None
   if config.ranking.enabled:
     ranking = models["RankingTrainer"]
-    assert ranking["metrics"] and all(k.startswith(("rerank/", "sampled/"))
+    assert ranking["metrics"] and all(k.startswith(("lists/", "rerank_lift"))
                                       for k in ranking["metrics"])
-    assert ranking["pushed"] and ranking["live"] and ranking["model_name"] == "ranking"
+    assert ranking["pushed"] == ranking["live"] == bool(ranking["blessed"])
+    assert not ranking["pushed"] or ranking["model_name"] == "ranking"
 
 
 def _has_type(config, type_name) -> bool:
@@ -320,3 +327,15 @@ def test_real_lineage_of_the_pushed_model(real_run, capsys):
   assert recsys("metadata", "lineage", str(model_id), "--metadata", config.metadata_path) == 0
   out = capsys.readouterr().out
   assert "transform graph: TransformGraph" in out and "evaluation:" in out
+
+
+def test_stages_say_why_the_ranking_stage_is_off():
+  row = lambda id, trainer, live, reasons=(): {
+      "id": id, "trainer": trainer, "run_id": "r", "live": live, "model_name": "retrieval",
+      "pushed_version": "9", "reasons": list(reasons)}
+  stages = metadata.stages([row(1, "RetrievalTrainer", True),
+                            row(2, "RankingTrainer", False, ["lift -0.0100, required > 0"])])
+  assert stages["retrieval"] == "model 1 (run r), retrieval/9"
+  assert stages["ranking"] == ("none live, so the funnel serves the retrieval order: the "
+                               "latest, model 2, lift -0.0100, required > 0")
+  assert metadata.stages([])["ranking"] == "none trained"

@@ -23,9 +23,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 COMPONENTS = ["TimeSplitExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
               "AnomalyGate", "Transform", "RetrievalTrainer", "RetrievalEvaluator",
               "LatestBlessedRetrievalModel", "RetrievalValidator", "RetrievalBlessingReport",
-              "RetrievalPusher", "RankingTrainer", "RankingEvaluator", "RankingEvalExamples",
-              "LatestBlessedRankingModel", "RankingValidator", "RankingBlessingReport",
-              "RankingPusher"]
+              "RetrievalPusher", "RankingTrainer", "RankingEvalExamples",
+              "LatestBlessedRankingModel", "RankingValidator", "RankingGate", "RankingPusher"]
 
 
 @pytest.fixture(scope="module")
@@ -121,11 +120,17 @@ def test_ranking_model_scores_200_candidates_in_one_call(run):
   config, result = run
   from recsys_tfx.schema import canonical as dataset
   from recsys_tfx.trainer import export
-  ranker = export.load_model(result["ranking_model"])
+  store = summary.open_store(config.metadata_path)
+  trained = summary.latest_artifact(store, "Model", "RankingTrainer")  # pushed or not
+  ranker = export.load_model(os.path.join(trained.uri, "Format-Serving"))
+  assert [s.decode() for s in ranker.signatures["candidate_sources"]()["sources"].numpy()] \
+      == ["two_tower"]
   items = dataset.read_canonical(os.path.join(config.data_dir, "synthetic")).items
   candidates = items[feats.ITEM_ID].astype(str).tolist()[:199] + ["never-seen-item"]
   scores = ranker.signatures["serving_default"](
       user_id=tf.constant(["u0"] * 200), item_id=tf.constant(candidates),
+      source_scores=tf.constant(np.linspace(0.5, 0.1, 200)[:, None], tf.float32),
+      source_ranks=tf.constant(np.arange(1.0, 201.0)[:, None], tf.float32),
       hour=tf.constant([21] * 200, tf.int64), device=tf.constant(["tv"] * 200))["scores"]
   assert scores.shape == (200,)
   values = scores.numpy()
@@ -148,3 +153,42 @@ def test_summary_and_tfma_report_the_same_metrics(run):
     assert abs(tfma_overall[key] - metrics[f"model/{key}"]) <= one_user, key
   lift = metrics["model/hit_rate@10"] - metrics["popularity/hit_rate@10"]
   assert abs(tfma_overall["hit_rate_lift@10"] - lift) <= 2 * one_user
+
+
+def test_the_ranker_is_pushed_exactly_when_the_gate_blesses_it(run):
+  config, result = run
+  verdict, metrics = result["ranking_blessing"], result["ranking_metrics"]
+  lift = metrics["lists/ranker/ndcg@10"] - metrics["lists/retrieval/ndcg@10"]
+  assert verdict["blessed"] == (lift > config.validation.min_rerank_lift)
+  pushed = os.path.isdir(os.path.join(config.serving_dir, "ranking"))
+  assert pushed == verdict["blessed"]
+  assert verdict["blessed"] or any("retrieval order" in r for r in verdict["reasons"])
+  assert metrics["lists_with_target"] <= metrics["users"]
+  assert metrics["users/ranker/ndcg@10"] == pytest.approx(
+      metrics["lists/ranker/ndcg@10"] * metrics["lists_with_target"] / metrics["users"])
+
+
+def test_evaluate_serving_scores_what_the_served_funnel_returns(run, capsys, tmp_path):
+  from recsys_tfx import cli
+  config, result = run
+  out_file = tmp_path / "quality.json"
+  config_file = tmp_path / "run.yaml"
+  config_file.write_text(
+      f"pipeline_root: {config.pipeline_root}\nserving_dir: {config.serving_dir}\n"
+      f"synthetic_interactions: {config.synthetic_interactions}\n")
+  assert cli.main(["evaluate-serving", "--config", str(config_file),
+                   "--out", str(out_file)]) == 0
+  printed = capsys.readouterr().out
+  report = json.loads(out_file.read_text())
+  results = report["results"]
+  assert set(results) == {"retrieval order", "funnel", "funnel + rules", "popularity",
+                          "itemknn", "ease", "transitions"}
+  assert "NDCG@10 vs transitions" in printed  # the planted series: transitions is the bar
+  assert report["best_simple_baseline"] == "transitions"
+  # what the served retrieval order gets equals the RetrievalEvaluator's test figure up to
+  # the seen filter (the served one also drops the eval item), so it is at least as good
+  assert results["retrieval order"]["hit_rate@10"] >= result["metrics"]["model/hit_rate@10"] - 0.01
+  for stage in ("retrieval order", "funnel", "funnel + rules"):
+    assert results[stage]["ndcg@10"] > results["popularity"]["ndcg@10"], stage
+  if not result["ranking_blessing"]["blessed"]:  # no ranker served: the funnel is retrieval
+    assert results["funnel"] == results["retrieval order"]

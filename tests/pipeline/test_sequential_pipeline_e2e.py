@@ -23,8 +23,8 @@ HISTORY_LENGTH = 20
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-  return run_history_model(tmp_path_factory.mktemp("sasrec_run"), "sasrec", HISTORY_LENGTH,
-                           {"epochs": 20})
+  return run_history_model(tmp_path_factory.mktemp("sasrec_run"), ["sasrec"], HISTORY_LENGTH,
+                           {"sasrec": {"epochs": 20}})
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +105,67 @@ def test_padding_side_and_stored_history(run, model):
 def test_grpc_history_request_equals_the_saved_model(run, model):
   config, _ = run
   assert_grpc_history_request_equals_saved_model(config.serving_dir, model)
+
+
+def test_served_state_is_fresh_and_evaluation_still_hides_the_held_out_item(run, model):
+  """A user-id request reads every interaction known at export, the held-out test one
+  included, and the funnel never recommends it back; evaluation (TFMA's ranks) reads each
+  example's own history, so the fresh state changes no figure."""
+  from recsys_tfx.serving.catalogue import Catalogue
+  from recsys_tfx.serving.client import PredictionClient
+  from recsys_tfx.serving.funnel import Funnel
+  from recsys_tfx.serving.model_server import ModelServer
+  config, _ = run
+  data_dir = os.path.join(config.data_dir, "synthetic")
+  test = _examples(config, "test")
+  users = test["user_id"].tolist()[:40]
+  latest = dict(zip(test["user_id"], test["item_id"]))  # each user's last interaction
+
+  # 1. by user id, the query is the history ending with the latest interaction ...
+  context = {"hour": tf.constant([-1] * len(users), tf.int64),
+             "device": tf.constant([""] * len(users))}
+  by_user = model.signatures["query_embedding"](user_id=tf.constant(users), **context)
+  histories = [list(h) + [latest[u]] for u, h in zip(users, test["history"][:40])]
+  width = max(len(h) for h in histories)
+  padded = tf.constant([[""] * (width - len(h)) + h for h in histories])
+  with_latest = model.signatures["history_embedding"](history=padded, **context)
+  np.testing.assert_allclose(by_user["embedding"].numpy(), with_latest["embedding"].numpy(),
+                             rtol=1e-4, atol=1e-5)
+  # ... and the served funnel never recommends it back.
+  server = ModelServer(config.serving_dir, port=0).start()
+  try:
+    with PredictionClient(server.address) as client:
+      funnel = Funnel(client, Catalogue.from_canonical(data_dir))
+      for user in users[:15]:
+        assert latest[user] not in [c.item_id for c in funnel.recommend(user, 10).items]
+  finally:
+    server.stop()
+
+  # 2. evaluation's ranks come from the example's own history (everything before it, never
+  # the stored one): equal to ranking the catalogue with history_embedding of that history,
+  # minus the user's train items.
+  seen = _examples(config, "train").groupby("user_id")["item_id"].agg(set)
+  rows = test.head(30)
+  examples = []
+  for row in rows.itertuples():
+    example = tf.train.Example()
+    feature = example.features.feature
+    feature["user_id"].bytes_list.value.append(row.user_id.encode())
+    feature["item_id"].bytes_list.value.append(row.item_id.encode())
+    feature["history"].bytes_list.value.extend([h.encode() for h in row.history])
+    feature["hour"].int64_list.value.append(-1)
+    feature["device"].bytes_list.value.append(b"")
+    examples.append(example.SerializeToString())
+  ranks = model.signatures["evaluate_examples"](examples=tf.constant(examples))["ranks"].numpy()
+  width = max(len(h) for h in rows["history"])
+  queries = model.signatures["history_embedding"](
+      history=tf.constant([[""] * (width - len(h)) + list(h) for h in rows["history"]]),
+      hour=tf.constant([-1] * len(rows), tf.int64), device=tf.constant([""] * len(rows)))
+  catalogue = model.signatures["item_embeddings"]()
+  ids = np.array([i.decode() for i in catalogue["item_ids"].numpy()])
+  scores = queries["embedding"].numpy() @ catalogue["embeddings"].numpy().T
+  for r, row in enumerate(rows.itertuples()):
+    target = scores[r, list(ids).index(row.item_id)]
+    others = ~np.isin(ids, list(seen.get(row.user_id, set()) | {row.item_id}))
+    expected = int(np.sum(scores[r][others] >= target))
+    assert abs(ranks[r, 0] - expected) <= 1, (row.user_id, ranks[r, 0], expected)  # rounding
