@@ -10,6 +10,7 @@ trainer.
 # Model names under the serving directory: <serving_dir>/<model>/<version>/.
 RETRIEVAL_MODEL = "retrieval"
 RANKING_MODEL = "ranking"
+RECOMMENDER_MODEL = "recommender"  # the whole funnel in one graph (trainer/funnel_export.py)
 
 # Signatures of the retrieval SavedModel.
 DEFAULT_SIGNATURE = "serving_default"  # user_id -> item_ids, scores

@@ -192,3 +192,37 @@ def test_evaluate_serving_scores_what_the_served_funnel_returns(run, capsys, tmp
     assert results[stage]["ndcg@10"] > results["popularity"]["ndcg@10"], stage
   if not result["ranking_blessing"]["blessed"]:  # no ranker served: the funnel is retrieval
     assert results["funnel"] == results["retrieval order"]
+
+
+class _Reversed(tf.Module):
+  """A planted ranker worse than the retrieval order: it scores each candidate by its
+  primary source's rank, so the retrieval order comes out reversed."""
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+  def score_examples(self, examples):
+    ranks = tf.io.parse_example(examples, {"source_ranks": tf.io.FixedLenFeature([1], tf.float32)})
+    rank = ranks["source_ranks"][:, 0]
+    return {"scores": tf.where(rank > 0, rank, 1e6)}
+
+
+def test_the_gate_refuses_a_planted_ranker_worse_than_the_retrieval_order(run, tmp_path):
+  from recsys_tfx.components.ranking_gate import executor as gate
+  config, result = run
+  store = summary.open_store(config.metadata_path)
+  examples = standard_artifacts.Examples()
+  examples.set_mlmd_artifact(summary.latest_artifact(store, "Examples", "RankingEvalExamples"))
+  planted = _Reversed()
+  tf.saved_model.save(planted, str(tmp_path / "reversed"),
+                      signatures={"score_examples": planted.score_examples})
+  lists = gate.read_lists(examples)
+  figures = gate.evaluate(lists, str(tmp_path / "reversed"), None, result["metrics"]["users_evaluated"])
+  assert figures["lists/ranker/ndcg@10"] < figures["lists/retrieval/ndcg@10"]
+  reasons = gate.judge(figures, True, config.validation.min_rerank_lift,
+                       config.validation.max_ranking_regression)
+  assert len(reasons) == 1 and "vs the retrieval order's" in reasons[0]
+  # and what the pipeline's own ranker got, judged the same way, is what MLMD recorded
+  own = gate.evaluate(lists, os.path.join(summary.latest_artifact(
+      store, "Model", "RankingTrainer").uri, "Format-Serving"), None,
+      result["metrics"]["users_evaluated"])
+  assert own["lists/ranker/ndcg@10"] == pytest.approx(
+      result["ranking_metrics"]["lists/ranker/ndcg@10"])

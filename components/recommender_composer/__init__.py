@@ -1,0 +1,1 @@
+"""RecommenderComposer: component.py (the typed component), executor.py (its work)."""
