@@ -19,6 +19,8 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2, prediction_log_pb2,
                                      prediction_service_pb2_grpc)
 
+from recsys_tfx.schema import push_manifest
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 K = 3
 POLL_SECONDS = 0.2
@@ -118,14 +120,17 @@ def save_variables_only(path: str, version: int) -> None:
   shutil.rmtree(path + ".full")
 
 
-def push(model_base, name: str, version: int, save=save_toy) -> str:
-  """Writes a version next to its target under a name that is not a version number, then
-  renames it into place, so the server never sees half a version."""
+def push(model_base, name: str, version: int, save=save_toy, marker: bool = True) -> str:
+  """As the pipeline's pusher does: writes a version next to its target under a name that
+  is not a version number, writes the completion marker last, then renames it into place,
+  so the server never sees half a version."""
   model_dir = os.path.join(str(model_base), name)
   os.makedirs(model_dir, exist_ok=True)
   staging = os.path.join(model_dir, f".tmp-{version}")
   final = os.path.join(model_dir, str(version))
   save(staging, version)
+  if marker:
+    push_manifest.write_marker(staging)
   os.rename(staging, final)
   return final
 
@@ -244,7 +249,8 @@ def server(model_base, tmp_path_factory):
 # --- serving -------------------------------------------------------------------------------
 
 def test_ready_line_names_the_models_and_the_port(server):
-  assert f"serving scann v1, toy v1, warm v1 on 127.0.0.1:{server.port}\n" in server.log()
+  assert f"serving scann v1, toy v1, warm v1 on 127.0.0.1:{server.port} (plaintext)\n" \
+      in server.log()
 
 
 def test_predict_equals_the_saved_model_called_in_process(server, model_base):
