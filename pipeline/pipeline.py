@@ -5,7 +5,7 @@
                                       popularity | itemknn | ease | transitions: exact top-K)
                     -> RetrievalEvaluator (report)
                     -> RetrievalValidator (TFMA, vs LatestBlessedRetrievalModel)
-                    -> RetrievalPusher (only a blessed model)
+                    -> RetrievalPusher (AtomicPusher: only a blessed model, never half-visible)
                  -> RankingTrainer (wide_deep | dcn | deepfm | ncf) -> RankingEvaluator (report)
                     -> RankingEvalExamples -> RankingValidator (TFMA, vs LatestBlessedRankingModel)
                     -> RankingPusher (only a blessed model)
@@ -15,6 +15,7 @@ from typing import List, Optional
 from tfx import v1 as tfx
 
 from recsys_tfx.components.anomaly_gate.component import AnomalyGate
+from recsys_tfx.components.atomic_pusher.component import AtomicPusher
 from recsys_tfx.components.blessing_report.component import BlessingReport
 from recsys_tfx.components.ranking_eval_examples.component import RankingEvalExamples
 from recsys_tfx.components.ranking_evaluator.component import RankingEvaluator
@@ -72,12 +73,9 @@ def _validate_and_push(name: str, trainer, examples, eval_config, push_dir: str,
   validator.with_beam_pipeline_args(IN_PROCESS_BEAM)
   report = BlessingReport(evaluation=validator.outputs["evaluation"],
                           blessing=validator.outputs["blessing"]).with_id(f"{name}BlessingReport")
-  pusher = tfx.components.Pusher(
-      model=trainer.outputs["model"],
-      model_blessing=validator.outputs["blessing"],
-      push_destination=tfx.proto.PushDestination(
-          filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_dir)),
-  ).with_id(f"{name}Pusher")
+  pusher = AtomicPusher(model=trainer.outputs["model"],
+                        model_blessing=validator.outputs["blessing"],
+                        base_directory=push_dir).with_id(f"{name}Pusher")
   pusher.add_upstream_node(after)
   return [baseline, validator, report, pusher]
 
