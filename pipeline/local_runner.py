@@ -15,6 +15,7 @@ from recsys_tfx.pipeline import configs, progress, summary
 from recsys_tfx.pipeline.pipeline import create_pipeline
 from recsys_tfx.schema import canonical as dataset
 from recsys_tfx.schema import features as feats
+from recsys_tfx.schema import time_split
 
 
 def check_data_matches_schema(data: dataset.InteractionData, schema_file: str) -> None:
@@ -34,7 +35,17 @@ def check_data_matches_schema(data: dataset.InteractionData, schema_file: str) -
 
 def load_data(config: configs.PipelineConfig) -> dataset.InteractionData:
   return sources.load_source(config.data, synthetic_interactions=config.synthetic_interactions,
-                             seed=config.seed)
+                             seed=config.seed, ingest=config.ingest)
+
+
+def check_enough_data(data: dataset.InteractionData, config: configs.PipelineConfig) -> None:
+  """Too little data is refused here, saying how much is needed, not minutes into a run."""
+  try:
+    time_split.check_enough_data(data.interactions[feats.USER_ID],
+                                 data.interactions[feats.ITEM_ID],
+                                 config.min_interactions_to_hold_out, config.data)
+  except ValueError as e:
+    raise dataset.DataError(str(e)) from None
 
 
 def run(config: configs.PipelineConfig) -> Dict[str, object]:
@@ -43,9 +54,13 @@ def run(config: configs.PipelineConfig) -> Dict[str, object]:
   data = load_data(config)
   schema_file = config.schema_file(data.schema_name)
   check_data_matches_schema(data, schema_file)
-  data_dir = dataset.write_canonical(data, os.path.join(config.data_dir, data.name))["dir"]
-  print(f"  {len(data.interactions):,} interactions -> {data_dir} (schema: {schema_file})",
-        flush=True)
+  check_enough_data(data, config)
+  data_dir = dataset.write_canonical(data, os.path.join(config.data_dir, data.name),
+                                     config.ingest)["dir"]
+  dropped = (f" ({data.duplicates_dropped:,} exact duplicate rows dropped)"
+             if data.duplicates_dropped else "")
+  print(f"  {len(data.interactions):,} interactions{dropped} -> {data_dir} (schema: "
+        f"{schema_file})", flush=True)
 
   log_path = progress.install(os.path.join(config.pipeline_root, "logs"))
   print(f"Running the TFX pipeline with LocalDagRunner (full log: {log_path})", flush=True)

@@ -110,7 +110,9 @@ def print_summary(config, data, wall_seconds: float, example_users: int = 3) -> 
   metrics = latest_metrics(store)
   print("\n" + "=" * 78)
   print(f"Run summary ({config.pipeline_name}, data: {data.name}, seed {config.seed})")
-  print(f"  data: {len(data.interactions):,} interactions, "
+  dropped = (f" ({data.duplicates_dropped:,} exact duplicate rows dropped)"
+             if data.duplicates_dropped else "")
+  print(f"  data: {len(data.interactions):,} interactions{dropped}, "
         f"{data.interactions[feats.USER_ID].nunique():,} users, {len(data.items):,} catalogue items")
   retrieval_verdict = blessing(store, "Retrieval")
   print(f"  retrieval model: {describe_blessing(retrieval_verdict)}")
@@ -145,6 +147,7 @@ def print_summary(config, data, wall_seconds: float, example_users: int = 3) -> 
       print("\n".join(describe_recommendations(recs, titles)))
   print(f"\nWall time: {wall_seconds:.0f}s")
   print("=" * 78)
-  return {"pushed_model": pushed, "metrics": metrics, "ranking_model": ranking_pushed,
+  return {"pushed_model": pushed, "metrics": metrics,
+          "duplicates_dropped": data.duplicates_dropped, "ranking_model": ranking_pushed,
           "ranking_metrics": ranking_metrics, "retrieval_blessing": retrieval_verdict,
           "ranking_blessing": ranking_verdict}
