@@ -23,10 +23,11 @@ def _run(args) -> int:
       "schema": args.schema, "trainer.epochs": args.epochs,
       "trainer.train_steps": args.train_steps, "trainer.model": args.model,
   }
+  from recsys_tfx.pipeline.run_state import RunInProgress
   try:
     config = configs.load(args.config, overrides)
-    local_runner.run(config)
-  except (DataError, configs.ConfigError) as e:
+    local_runner.run(config, cache=not args.no_cache)
+  except (DataError, configs.ConfigError, RunInProgress) as e:
     return _error(e)
   return 0
 
@@ -69,6 +70,9 @@ def add_commands(sub) -> None:
                    + " (default two_tower)")
   run.add_argument("--epochs", type=int)
   run.add_argument("--train-steps", type=int, help="train this many steps instead of epochs")
+  run.add_argument("--no-cache", action="store_true",
+                   help="recompute every component; by default a rerun on the same inputs "
+                        "reuses the components that finished (an interrupted run resumes)")
   run.set_defaults(func=_run)
 
   rep = sub.add_parser("report", help="TFMA metrics of a run: tables and PNG plots")

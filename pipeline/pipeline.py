@@ -82,12 +82,17 @@ def _validate_and_push(name: str, trainer, examples, eval_config, push_dir: str,
 
 def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
                     metadata_connection_config=None,
-                    beam_args: Optional[List[str]] = None) -> tfx.dsl.Pipeline:
+                    beam_args: Optional[List[str]] = None, enable_cache: bool = True,
+                    code_version: str = "") -> tfx.dsl.Pipeline:
+  """The DAG. With enable_cache, a component whose inputs and properties match an
+  execution that completed is not run again (TFX's cache): a rerun resumes. code_version
+  (pipeline/run_state.py) is part of the first component's properties, so outputs of
+  other code are never reused."""
   configs.validate_against_schema(config, feats.load_features(schema_file), schema_file)
   example_gen = TimeSplitExampleGen(
       input_base=data_dir, schema_file=schema_file, seed=config.seed,
       min_interactions_to_hold_out=config.min_interactions_to_hold_out,
-      history_length=config.history_length)
+      history_length=config.history_length, code_version=code_version)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
   schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
   example_validator = tfx.components.ExampleValidator(
@@ -140,6 +145,6 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
       pipeline_name=config.pipeline_name,
       pipeline_root=configs.resolve(config.pipeline_root),
       components=components,
-      enable_cache=False,
+      enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_args if beam_args is not None else config.beam_args)

@@ -22,9 +22,10 @@ def open_store(metadata_path: str) -> metadata_store.MetadataStore:
 
 def latest_artifact(store, type_name: str, producer: Optional[str] = None):
   """The newest artifact of a type, optionally only one written by the named component
-  (TFX lays artifacts out as <pipeline_root>/<component>/<output>/<execution id>)."""
+  (TFX lays artifacts out as <pipeline_root>/<component>/<output>/<execution id>). Only
+  LIVE artifacts count: an interrupted run's partial outputs are never read."""
   artifacts = [a for a in store.get_artifacts_by_type(type_name)
-               if producer is None or f"/{producer}/" in a.uri]
+               if a.state == a.LIVE and (producer is None or f"/{producer}/" in a.uri)]
   return max(artifacts, key=lambda a: a.id) if artifacts else None
 
 
@@ -48,7 +49,7 @@ def latest_pushed_model_dir(store, pusher: str = "RetrievalPusher") -> Optional[
   """Where the live model is: the newest push that really happened (a Pusher that got an
   unblessed model records an artifact with pushed=0)."""
   pushes = [a for a in store.get_artifacts_by_type("PushedModel")
-            if f"/{pusher}/" in a.uri and _property(a, "pushed") == 1]
+            if a.state == a.LIVE and f"/{pusher}/" in a.uri and _property(a, "pushed") == 1]
   return _property(max(pushes, key=lambda a: a.id), "pushed_destination") if pushes else None
 
 
