@@ -7,7 +7,8 @@ and client code written for TF Serving works against it unchanged. Every model d
 under model_base is served; see serving/model_manager.py for how versions are chosen
 and swapped.
 
-    python -m serving.model_server --model-base serving_models --port 8500
+    recsys serve --model-base serving_models --port 8500
+    (or python -m recsys_tfx.serving.cli_commands serve ..., without the rest of `recsys`)
 
 prints "serving retrieval v1796044043 on 127.0.0.1:8500" once it listens, and stops
 cleanly (in-flight requests finish) on SIGTERM or Ctrl-C.
@@ -26,7 +27,7 @@ import signal
 import sys
 import threading
 from concurrent import futures
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional
 
 import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
@@ -206,14 +207,3 @@ def serve(model_base: str, ready_file: Optional[str] = None, **options) -> None:
     if ready_file and os.path.exists(ready_file):
       os.remove(ready_file)
   print("stopped", flush=True)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-  """`python -m serving.model_server ARGS` is `recsys serve ARGS` (serving/cli_commands.py
-  has the options)."""
-  from recsys_tfx.serving import cli_commands
-  return cli_commands.main(["serve", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-  sys.exit(main())

@@ -224,7 +224,8 @@ def model_base(tmp_path_factory):
 def server(model_base, tmp_path_factory):
   run_dir = tmp_path_factory.mktemp("server")
   ready_file, log_path = run_dir / "ready.json", run_dir / "server.log"
-  command = [sys.executable, "-m", "serving.model_server", "--model-base", str(model_base),
+  command = [sys.executable, "-m", "recsys_tfx.serving.cli_commands", "serve", "--model-base",
+             str(model_base),
              "--port", "0", "--poll-seconds", str(POLL_SECONDS),
              "--max-batch-size", str(MAX_BATCH), "--ready-file", str(ready_file)]
   with open(log_path, "w") as log:
