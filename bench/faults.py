@@ -226,7 +226,7 @@ def _status_kib(pid: int, field: str) -> int:
   raise RuntimeError(f"no {field} for process {pid}")
 
 
-def hostile_requests():
+def hostile_requests(max_receive_bytes: int):
   """name -> PredictRequest, each one the server must refuse."""
   import tensorflow as tf
   from tensorflow.core.framework import tensor_pb2, types_pb2
@@ -247,6 +247,7 @@ def hostile_requests():
       proto.string_val.extend(values)
     return proto
 
+  tiny = (max_receive_bytes - 1024) // 3  # each 1-byte string takes 3 bytes on the wire
   unknown_rank = declared([])
   unknown_rank.tensor_shape.unknown_rank = True
   return {
@@ -255,14 +256,14 @@ def hostile_requests():
           user_id=declared([1, 2 ** 62, 2 ** 62])),
       "a negative dimension": request(user_id=declared([-1])),
       "one value filling [1000, 100000]": request(user_id=declared([1000, 100_000])),
-      "[1000] declared, 1.3M tiny strings sent (3.9 MB)": request(
-          user_id=declared([1000], [b"u"] * 1_300_000)),
+      f"[1000] declared, {tiny:,} 1-byte strings sent (just under the size limit)": request(
+          user_id=declared([1000], [b"u"] * tiny)),
       "int64 tensor_content of 7 bytes": request(user_id=declared(
           [1], content=b"\0" * 7, dtype=types_pb2.DT_INT64)),
       "unknown rank": request(user_id=unknown_rank),
       "1000 inputs the signature lacks": request(**{f"x{i}": declared([1]) for i in range(1000)}),
-      "5 MiB request (over the 4 MiB default)": request(
-          user_id=tf.make_tensor_proto(["x" * (5 << 20)])),
+      "a request 1 KiB over the size limit": request(
+          user_id=tf.make_tensor_proto(["x" * (max_receive_bytes + 1024)])),
       "60 MiB request": request(user_id=tf.make_tensor_proto(["x" * (60 << 20)])),
   }
 
@@ -280,7 +281,8 @@ def run_requests(work: str) -> List[Dict]:
   base = os.path.join(work, "models")
   push_version(source, os.path.join(base, "vocab"), "1")
   server, target = serving_bench.start_server(base, os.path.join(work, "server.log"), 16)
-  hostile = hostile_requests()
+  from recsys_tfx.serving.model_server import DEFAULT_MAX_RECEIVE_MB, MIB
+  hostile = hostile_requests(int(DEFAULT_MAX_RECEIVE_MB * MIB))
   refused, answered, codes, slowest = 0, 0, set(), 0.0
   try:
     channel = grpc.insecure_channel(target, options=[("grpc.max_send_message_length", -1)])

@@ -44,7 +44,7 @@ UNKNOWN_INT, UNKNOWN_STRING = contract.UNKNOWN_INT, contract.UNKNOWN_STRING
 
 # Never unlimited (-1): answers up to the server's largest (item_embeddings of a 1M-item
 # catalogue is ~260 MB), requests up to 64 MiB (a server refuses above its own limit,
-# 4 MiB by default, with RESOURCE_EXHAUSTED).
+# 1 MiB by default, with RESOURCE_EXHAUSTED).
 _GRPC_OPTIONS = [("grpc.max_receive_message_length", 512 << 20),
                  ("grpc.max_send_message_length", 64 << 20)]
 _INTEGER = (types_pb2.DT_INT64, types_pb2.DT_INT32, types_pb2.DT_INT16, types_pb2.DT_INT8,

@@ -32,7 +32,7 @@ from typing import Dict, Optional
 import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from recsys_tfx.serving import security
+from recsys_tfx.serving import admission, security
 from recsys_tfx.serving.model_manager import ModelManager
 from recsys_tfx.serving.services import ModelService, PredictionService
 
@@ -47,14 +47,16 @@ SHUTDOWN_GRACE_SECONDS = 5.0
 
 MIB = 1 << 20
 # The largest request the server reads. TF Serving takes up to 2 GB, for arbitrary tensors
-# (images, ...); ours are ids and context: max_batch_size (1000) rows of a history window
-# (trainer.history_length, 50 ids) is about 0.5 MB, so 4 MiB (gRPC's own default) leaves
-# 8x headroom. It also bounds what one request costs before any check of ours runs: gRPC
-# reads and parses the whole message first, and a message of tiny strings parses into
-# ~20x its size in memory, so at 4 MiB even max_workers (16) such requests at once stay
-# within a few hundred MB of a server that idles at ~1 GB; at 2 GB one could take the
-# machine.
-DEFAULT_MAX_RECEIVE_MB = 4
+# (images, ...); ours are ids and context. The largest request the project's clients
+# make is max_batch_size (1000) rows of a history window (trainer.history_length, 50 ids)
+# at ~8 bytes an id: ~0.4 MB, so 1 MiB leaves room for ids twice as long. Why not more:
+# gRPC reads and protobuf parses a whole message before any check of ours runs, and a
+# message of tiny strings takes ~40x its size in memory while it is parsed and checked,
+# so a 1 MiB request costs up to ~60 MB (serving/admission.py lets one such request in
+# at a time), within 1.2x of a server idling at ~0.6-1.1 GB; at 4 MiB one would cost
+# ~200 MB, at TF Serving's 2 GB one could take the machine. Raise it with
+# --max-receive-message-mb for longer ids or larger batches.
+DEFAULT_MAX_RECEIVE_MB = 1
 # The largest answer: responses are the model's outputs for a bounded request (top-K
 # lists, scores), except item_embeddings, the whole catalogue: 1M items x 64 floats is
 # 256 MB. Never unlimited (-1).
@@ -90,7 +92,9 @@ class ModelServer:
     self._token = token
     self._max_batch_size = max_batch_size
     self._executor = futures.ThreadPoolExecutor(max_workers, thread_name_prefix="grpc")
+    # The token first: a call without it is refused before its message is even parsed.
     interceptors = [security.TokenInterceptor(token)] if token else []
+    interceptors.append(admission.RequestBudget(int(max_receive_mb * MIB)))
     self._server = grpc.server(self._executor, options=grpc_options(max_receive_mb),
                                interceptors=interceptors)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(

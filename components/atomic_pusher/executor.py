@@ -27,12 +27,14 @@ SAVED_MODEL = "saved_model.pb"
 
 
 def _files(directory: str) -> Dict[str, int]:
-  """{path relative to directory: size} of every file under it (local or bucket)."""
+  """{path relative to directory: size} of every file under it (local or bucket), but a
+  completion marker it may hold already (the new one replaces it)."""
   found = {}
   for root, _, names in fileio.walk(directory):
     for name in names:
       path = os.path.join(root, name)
       found[os.path.relpath(path, directory).replace(os.sep, "/")] = fileio.stat(path).length
+  found.pop(push_manifest.MARKER, None)
   return found
 
 

@@ -103,3 +103,11 @@ def test_a_failed_copy_leaves_no_staging_directory(tmp_path, monkeypatch):
 def test_component_refuses_an_empty_base_directory():
   with pytest.raises(ValueError, match="AtomicPusher: base_directory must be a non-empty"):
     AtomicPusher(model=None, model_blessing=None, base_directory="")
+
+
+def test_pushing_a_directory_that_has_a_marker_already_replaces_it(tmp_path):
+  model_dir = str(tmp_path / "model")
+  serving_toys.save_vocab_toy(model_dir, 1)
+  push_manifest.write_marker(model_dir)  # e.g. a version copied out of a serving directory
+  target = push_version(model_dir, str(tmp_path / "serving"), "3")
+  assert push_manifest.check(target) == (True, None)

@@ -640,7 +640,7 @@ def test_hostile_requests_are_refused_before_any_tensor_is_built(server):
     assert raised.value.code() == INVALID, case
     assert message in raised.value.details(), (case, raised.value.details())
     assert time.monotonic() - started < 2, case
-  with pytest.raises(grpc.RpcError) as raised:  # over the 4 MiB default: gRPC refuses it
+  with pytest.raises(grpc.RpcError) as raised:  # over the 1 MiB default: gRPC refuses it
     server.predict(predict_request("toy", {"user_id": ["x" * (5 << 20)]}))
   assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
   peak = _rss_kib(pid, "VmHWM")
