@@ -218,18 +218,10 @@ def run_swaps(work: str) -> List[Dict]:
 
 # --- requests --------------------------------------------------------------------------------
 
-def _status_kib(pid: int, field: str) -> int:
-  with open(f"/proc/{pid}/status") as f:
-    for line in f:
-      if line.startswith(field + ":"):
-        return int(line.split()[1])
-  raise RuntimeError(f"no {field} for process {pid}")
-
-
 def hostile_requests(max_receive_bytes: int):
   """name -> PredictRequest, each one the server must refuse."""
   import tensorflow as tf
-  from tensorflow.core.framework import tensor_pb2, types_pb2
+  from tensorflow.core.framework import types_pb2
   from tensorflow_serving.apis import predict_pb2
 
   def request(**inputs):
@@ -239,13 +231,8 @@ def hostile_requests(max_receive_bytes: int):
       r.inputs[name].CopyFrom(proto)
     return r
 
-  def declared(dims, values=(b"u",), content=b"", dtype=types_pb2.DT_STRING):
-    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_content=content)
-    for d in dims:
-      proto.tensor_shape.dim.add(size=d)
-    if dtype == types_pb2.DT_STRING:
-      proto.string_val.extend(values)
-    return proto
+  import serving_toys
+  declared = serving_toys.declared_tensor
 
   tiny = (max_receive_bytes - 1024) // 3  # each 1-byte string takes 3 bytes on the wire
   unknown_rank = declared([])
@@ -295,7 +282,7 @@ def run_requests(work: str) -> List[Dict]:
     for _ in range(50):
       stub.Predict(normal, timeout=30)
     time.sleep(1)
-    idle = _status_kib(server.pid, "VmRSS")
+    idle = serving_toys.status_kib(server.pid, "VmRSS")
     with open(f"/proc/{server.pid}/clear_refs", "w") as f:
       f.write("5")  # the peak (VmHWM) starts again from the current RSS
 
@@ -321,7 +308,7 @@ def run_requests(work: str) -> List[Dict]:
     for thread in threads:
       thread.join()
     stub.Predict(normal, timeout=30)  # still serving
-    peak = _status_kib(server.pid, "VmHWM")
+    peak = serving_toys.status_kib(server.pid, "VmHWM")
     channel.close()
   finally:
     server.send_signal(signal.SIGTERM)

@@ -181,3 +181,28 @@ def copy_in_failure_order(source: str, target: str, pause: float, marker_first: 
     shutil.copy2(os.path.join(source, marker[0]), os.path.join(target, marker[0]))
   if on_step:
     on_step("complete")
+
+
+# --- hostile requests and the server's memory --------------------------------------------
+
+def declared_tensor(dims, values=(b"u",), dtype=None, content=b""):
+  """A TensorProto whose declared shape (dims) need not match what it carries: string
+  `values`, or raw `content` for a numeric dtype."""
+  from tensorflow.core.framework import tensor_pb2, types_pb2
+  dtype = types_pb2.DT_STRING if dtype is None else dtype
+  proto = tensor_pb2.TensorProto(dtype=dtype, tensor_content=content)
+  for d in dims:
+    proto.tensor_shape.dim.add(size=d)
+  if dtype == types_pb2.DT_STRING:
+    proto.string_val.extend(values)
+  return proto
+
+
+def status_kib(pid: int, field: str) -> int:
+  """A memory figure of a process, in KiB: VmRSS (now) or VmHWM (peak since the start or
+  since `echo 5 > /proc/<pid>/clear_refs`)."""
+  with open(f"/proc/{pid}/status") as f:
+    for line in f:
+      if line.startswith(field + ":"):
+        return int(line.split()[1])
+  raise RuntimeError(f"no {field} in /proc/{pid}/status")

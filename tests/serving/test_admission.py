@@ -47,19 +47,18 @@ def test_large_requests_wait_for_the_budget_small_ones_do_not():
 
   handler = _handler(budget, answer)
   results = []
-  threads = [threading.Thread(target=lambda: results.append(
-      handler.unary_unary(b"x" * 900, Context()))) for _ in range(4)]
-  for thread in threads:
-    thread.start()
-  for thread in threads:
-    thread.join()
+
+  def in_threads(raw: bytes):
+    threads = [threading.Thread(target=lambda: results.append(
+        handler.unary_unary(raw, Context()))) for _ in range(4)]
+    for thread in threads:
+      thread.start()
+    for thread in threads:
+      thread.join()
+
+  in_threads(b"x" * 900)
   assert results == [900] * 4 and most["large"] == 1  # one at a time
-  small = [threading.Thread(target=lambda: results.append(
-      handler.unary_unary(b"x" * 10, Context()))) for _ in range(4)]
-  for thread in small:
-    thread.start()
-  for thread in small:
-    thread.join()
+  in_threads(b"x" * 10)
   assert most["small"] > 1 and budget.in_use() == 0
 
 

@@ -587,14 +587,7 @@ def test_deleting_the_live_version_is_a_logged_rollback(server, model_base):
 
 # --- hostile requests ----------------------------------------------------------------------
 
-def _declared(dims, values=(b"u",), dtype=types_pb2.DT_STRING, content=b""):
-  """A TensorProto whose declared shape and carried values disagree."""
-  proto = tensor_pb2.TensorProto(dtype=dtype, tensor_content=content)
-  for d in dims:
-    proto.tensor_shape.dim.add(size=d)
-  if dtype == types_pb2.DT_STRING:
-    proto.string_val.extend(values)
-  return proto
+_declared = serving_toys.declared_tensor
 
 
 HOSTILE = {
@@ -619,17 +612,9 @@ HOSTILE = {
 }
 
 
-def _rss_kib(pid: int, field: str) -> int:
-  with open(f"/proc/{pid}/status") as f:
-    for line in f:
-      if line.startswith(field + ":"):
-        return int(line.split()[1])
-  raise AssertionError(f"no {field} in /proc/{pid}/status")
-
-
 def test_hostile_requests_are_refused_before_any_tensor_is_built(server):
   pid = server.process.pid
-  idle = _rss_kib(pid, "VmRSS")
+  idle = serving_toys.status_kib(pid, "VmRSS")
   with open(f"/proc/{pid}/clear_refs", "w") as f:
     f.write("5")  # resets the peak (VmHWM) to the current RSS
   for case, (inputs, message) in HOSTILE.items():
@@ -643,7 +628,7 @@ def test_hostile_requests_are_refused_before_any_tensor_is_built(server):
   with pytest.raises(grpc.RpcError) as raised:  # over the 1 MiB default: gRPC refuses it
     server.predict(predict_request("toy", {"user_id": ["x" * (5 << 20)]}))
   assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-  peak = _rss_kib(pid, "VmHWM")
+  peak = serving_toys.status_kib(pid, "VmHWM")
   assert peak - idle < 64 * 1024, f"peak RSS {peak} KiB vs {idle} KiB idle"
   assert outputs(server.predict(predict_request("toy", USERS)))["item_ids"].shape == (2, K)
 
