@@ -25,9 +25,19 @@ MARKER = "push_complete.json"
 FORMAT = 1
 
 
-def manifest_text(files: Mapping[str, int]) -> str:
-  """The marker's content for files {path relative to the version directory: bytes}."""
-  return json.dumps({"format": FORMAT, "files": dict(sorted(files.items()))}, indent=1)
+def manifest_text(files: Mapping[str, int], source: str = "") -> str:
+  """The marker's content for files {path relative to the version directory: bytes};
+  `source`: where the pushed model came from (a pusher finds its earlier pushes by it)."""
+  return json.dumps({"format": FORMAT, "source": source,
+                     "files": dict(sorted(files.items()))}, indent=1)
+
+
+def source_of(text: str) -> str:
+  """The `source` a marker's text records ("" when none or unreadable)."""
+  try:
+    return str(json.loads(text).get("source") or "")
+  except (ValueError, AttributeError):
+    return ""
 
 
 def local_files(directory: str) -> Dict[str, int]:

@@ -11,7 +11,7 @@ the marker last, and servers that check the marker (ours) still never load it ea
 import os
 import time
 import uuid
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from absl import logging
 from tfx import types
@@ -38,9 +38,28 @@ def _files(directory: str) -> Dict[str, int]:
   return found
 
 
-def _write_marker(directory: str, files: Dict[str, int]) -> None:
+def _write_marker(directory: str, files: Dict[str, int], source: str) -> None:
   with fileio.open(os.path.join(directory, push_manifest.MARKER), "w") as f:
-    f.write(push_manifest.manifest_text(files))
+    f.write(push_manifest.manifest_text(files, source))
+
+
+def pushed_before(model_path: str, base_directory: str) -> Optional[str]:
+  """The version under base_directory that already holds this model (its marker names
+  model_path as its source), if any. A rerun whose validator ran again (its baseline,
+  the latest blessed model, is now this very model) then pushes nothing new: no second
+  version of the same model for servers to swap to."""
+  if not fileio.isdir(base_directory):
+    return None
+  versions = sorted((int(name.strip("/")) for name in fileio.listdir(base_directory)
+                     if name.strip("/").isdigit()), reverse=True)
+  for version in versions:
+    marker = os.path.join(base_directory, str(version), push_manifest.MARKER)
+    if not fileio.exists(marker):
+      continue
+    with fileio.open(marker) as f:
+      if push_manifest.source_of(f.read()) == model_path:
+        return str(version)
+  return None
 
 
 def push_version(model_path: str, base_directory: str, version: str) -> str:
@@ -54,12 +73,12 @@ def push_version(model_path: str, base_directory: str, version: str) -> str:
     if SAVED_MODEL in files:
       io_utils.copy_file(os.path.join(model_path, SAVED_MODEL),
                          os.path.join(target, SAVED_MODEL))
-    _write_marker(target, files)
+    _write_marker(target, files, model_path)
     return target
   staging = os.path.join(base_directory, f".{version}.incoming-{uuid.uuid4().hex[:8]}")
   try:
     io_utils.copy_dir(model_path, staging)
-    _write_marker(staging, files)
+    _write_marker(staging, files, model_path)
     os.rename(staging, target)  # fails if the version exists: a push never overwrites one
   except BaseException:
     if fileio.exists(staging):
@@ -85,11 +104,16 @@ class Executor(tfx_pusher.Executor):
     proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY],
                               destination)
     base_directory = destination.filesystem.base_directory
-    version = str(int(time.time()))
-    while fileio.exists(os.path.join(base_directory, version)):  # two pushes in one second
-      version = str(int(version) + 1)
-    serving_path = push_version(model_path, base_directory, version)
-    logging.info("Model written to serving path %s (complete, with %s).", serving_path,
-                 push_manifest.MARKER)
+    version = pushed_before(model_path, base_directory)
+    if version is not None:
+      serving_path = os.path.join(base_directory, version)
+      logging.info("Model %s is already at %s; not pushed again.", model_path, serving_path)
+    else:
+      version = str(int(time.time()))
+      while fileio.exists(os.path.join(base_directory, version)):  # two pushes in 1 second
+        version = str(int(version) + 1)
+      serving_path = push_version(model_path, base_directory, version)
+      logging.info("Model written to serving path %s (complete, with %s).", serving_path,
+                   push_manifest.MARKER)
     io_utils.copy_dir(model_path, model_push.uri)  # the archive copy, as TFX's Pusher keeps
     self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)

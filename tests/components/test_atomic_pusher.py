@@ -111,3 +111,27 @@ def test_pushing_a_directory_that_has_a_marker_already_replaces_it(tmp_path):
   push_manifest.write_marker(model_dir)  # e.g. a version copied out of a serving directory
   target = push_version(model_dir, str(tmp_path / "serving"), "3")
   assert push_manifest.check(target) == (True, None)
+
+
+def test_a_model_pushed_before_is_not_pushed_again(tmp_path):
+  """A rerun after a complete run validates the same model again (its baseline changed)
+  and pushes it again: the version it already has is reused, no duplicate appears."""
+  model = _model(tmp_path)
+  base = str(tmp_path / "serving" / "retrieval")
+
+  def push(blessing_name):
+    pushed = standard_artifacts.PushedModel()
+    pushed.uri = str(tmp_path / blessing_name)
+    destination = pusher_pb2.PushDestination(
+        filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=base))
+    Executor().Do({"model": [model], "model_blessing": [_blessing(tmp_path / blessing_name, 1)]},
+                  {"pushed_model": [pushed]},
+                  {"push_destination": proto_utils.proto_to_json(destination),
+                   "custom_config": json.dumps({})})
+    return pushed
+
+  first, second = push("first"), push("second")
+  assert len(os.listdir(base)) == 1
+  assert second.get_string_custom_property("pushed_version") == \
+      first.get_string_custom_property("pushed_version")
+  assert second.get_int_custom_property("pushed") == 1
