@@ -179,13 +179,15 @@ class ModelManager:
     versions = list_versions(model_dir)
     served = self._served.get(name)
     if not versions:
-      self._note(name, "no versions", log.warning,
+      self._note((name, "versions"), "none", log.warning,
                  "no versions of model %s found under %s (version directories are named by "
                  "integers, e.g. %s/1/)%s", name, model_dir, model_dir,
                  f"; still serving version {served.version} from memory" if served else "")
       return
-    self._noted.pop(name, None)
+    self._noted.pop((name, "versions"), None)
     removed = served is not None and served.version not in versions
+    if not removed:
+      self._noted.pop((name, "removed"), None)
     reload_served = (served is not None and not removed
                      and self._changed_since_load(name, served, versions[served.version]))
     for version in sorted(versions, reverse=True):
@@ -215,7 +217,7 @@ class ModelManager:
       if self._load_and_swap(name, version, path, files, reason):
         return
     if removed:
-      self._note(name, "removed", log.warning,
+      self._note((name, "removed"), "stuck", log.warning,
                  "version %d of %s was removed from %s and no other version can be loaded "
                  "yet; still serving it from memory", served.version, name, model_dir)
 

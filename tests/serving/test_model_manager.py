@@ -167,3 +167,18 @@ def test_waiting_is_logged_once_per_state_not_every_poll(base, caplog):
   waiting = [r.getMessage() for r in caplog.records if "not loading toy version 2" in
              r.getMessage()]
   assert len(waiting) == 1 and "missing saved_model.pb" in waiting[0]
+
+
+def test_removed_version_whose_only_fallback_is_broken_is_said_once(base, caplog):
+  caplog.set_level(logging.INFO, LOGGER)
+  write_version(base / "toy", 1, files=("variables/v.data",))  # no saved_model.pb: broken
+  m = manager(base)
+  write_version(base / "toy", 2)
+  m.poll()
+  shutil.rmtree(os.path.join(str(base), "toy", "2"))
+  for _ in range(4):
+    m.poll()
+  assert m.served_versions() == {"toy": 2}
+  stuck = [r.getMessage() for r in caplog.records if "no other version can be loaded" in
+           r.getMessage()]
+  assert len(stuck) == 1 and "still serving it from memory" in stuck[0]
