@@ -126,11 +126,12 @@ def _values_sent(proto: tensor_pb2.TensorProto) -> int:
   """How many elements the proto carries (not how many it declares); -1 when they
   cannot be counted (a dtype without a value field, or tensor_content that is not a
   whole number of elements)."""
-  if proto.tensor_content:
+  content = len(proto.tensor_content)  # (each read of the field copies it)
+  if content:
     if proto.dtype == types_pb2.DT_STRING:
       return -1
     size = tf.as_dtype(proto.dtype).size
-    return len(proto.tensor_content) // size if len(proto.tensor_content) % size == 0 else -1
+    return content // size if content % size == 0 else -1
   field, per_element = _PROTO_FIELDS.get(proto.dtype, (None, 1))
   if field is None:
     return -1
