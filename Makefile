@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # wheel instead (INSTALL=.), so the tests exercise the package as users get it.
 INSTALL ?= -e .
 
-.PHONY: setup demo test test-fast serve recommend bench clean
+.PHONY: setup demo test test-fast serve recommend bench faults clean
 
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	@test -n "$(PYTHON310)" || { echo "error: Python 3.10 not found under pyenv (set PYTHON310=/path/to/python3.10)"; exit 1; }
@@ -40,6 +40,11 @@ bench: setup
 	$(PY) bench/training_input.py $(BENCH_ARGS)
 	$(PY) bench/pipeline_scaling.py $(BENCH_ARGS)
 	$(PY) bench/serving.py --model-base serving_models --data-dir runs/demo/data/synthetic $(BENCH_ARGS)
+
+# Fault injection (README, "Reliability"): hot swaps, hostile requests, bad input files,
+# killed runs; about 10 minutes on 2 cores, nothing needed from `make demo`.
+faults: setup
+	$(PY) bench/faults.py
 
 test: setup
 	$(VENV)/bin/pytest -q tests

@@ -43,12 +43,13 @@ RETRIEVAL, RECOMMEND, IN_PROCESS = ("(a) retrieval Predict, gRPC", "(b) full rec
 FLOOR, HANDLER = "rpc floor (GetModelStatus)", "server handler, no gRPC"
 
 
-def start_server(model_base: str, log_path: str,
-                 max_workers: int) -> Tuple[subprocess.Popen, str]:
+def start_server(model_base: str, log_path: str, max_workers: int,
+                 extra_args=()) -> Tuple[subprocess.Popen, str]:
   """`recsys serve` in its own process on a free port; returns (process, host:port)."""
   ready = os.path.join(tempfile.mkdtemp(prefix="bench-server-"), "ready.json")
   command = [sys.executable, "-m", "recsys_tfx.cli", "serve", "--model-base", model_base,
-             "--port", "0", "--ready-file", ready, "--max-workers", str(max_workers)]
+             "--port", "0", "--ready-file", ready, "--max-workers", str(max_workers),
+             *extra_args]
   with open(log_path, "w") as log:
     process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
   deadline = time.monotonic() + 300

@@ -27,7 +27,8 @@ def add_commands(subparsers) -> None:
                                              "recurring run (KFP REST API v2beta1)")
   _common(schedule)
   schedule.add_argument("--host", required=True, help="KFP API endpoint, e.g. "
-                        "http://localhost:8080 (kubectl port-forward svc/ml-pipeline-ui)")
+                        "http://localhost:8080 (kubectl port-forward svc/ml-pipeline-ui); "
+                        "user:password@ in it is sent as basic auth and printed as ***:***")
   schedule.add_argument("--cron", help='standard 5-field cron in UTC, e.g. "0 3 * * *"')
   schedule.add_argument("--experiment", help="KFP experiment (created if missing)")
   schedule.add_argument("--namespace", help="profile namespace on multi-user Kubeflow")
@@ -64,8 +65,12 @@ def _errors():
   return (CompileError, CronError, KfpError, ConfigError)
 
 
-def _fail(e: Exception) -> int:
-  print(f"error: {e}", file=sys.stderr)
+def _fail(e: Exception, host: str = None) -> int:
+  message = str(e)
+  if host:  # a --host with user:password in it is never printed as given
+    from recsys_tfx.kubeflow.kfp_api import redact_text
+    message = redact_text(message, host)
+  print(f"error: {message}", file=sys.stderr)
   return 2
 
 
@@ -116,7 +121,7 @@ def _schedule(args) -> int:
       transport = kfp_api.HttpTransport(args.host, token=token)
     result = kf_schedule.schedule(kfp_api.KfpClient(transport), spec, config.schedule)
   except _errors() as e:
-    return _fail(e)
+    return _fail(e, args.host)
   if not args.dry_run:
-    print(json.dumps({"host": args.host, **result.__dict__}, indent=2))
+    print(json.dumps({"host": kfp_api.redact(args.host), **result.__dict__}, indent=2))
   return 0

@@ -12,6 +12,9 @@ names (pipeline_id, ...); camelCase is accepted too.
 
 Two transports: HttpTransport sends; DryRunTransport prints each request and invents
 the answers (ids shown as <pipeline_id> ...), so a dry run walks the same code path.
+
+A host may carry credentials (http://user:password@host:8080, sent as HTTP basic auth);
+whatever is printed, in a dry run, a result or an error, shows them as ***:*** (`redact`).
 """
 import dataclasses
 import hashlib
@@ -41,10 +44,31 @@ class Request:
     return f"{host}{self.path}{query}"
 
 
+_USERINFO = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.-]*://)?)([^/@\s]*)@")
+
+
+def redact(url: str) -> str:
+  """The URL with any user:password in it shown as ***:***."""
+  return _USERINFO.sub(r"\1***:***@", url, count=1)
+
+
+def redact_text(text: str, host: str) -> str:
+  """`text` with the host's credentials masked wherever they appear: the user:password
+  before its @, and the password alone (a server may echo it)."""
+  found = _USERINFO.match(host)
+  if not found or not found.group(2):
+    return text
+  userinfo = found.group(2)
+  text = text.replace(userinfo + "@", "***:***@")
+  password = userinfo.split(":", 1)[1] if ":" in userinfo else ""
+  return text.replace(password, "***") if password else text
+
+
 def check_host(host: str) -> str:
   parsed = urlparse(host)
   if parsed.scheme not in ("http", "https") or not parsed.netloc:
-    raise KfpError(f"--host '{host}' is not an http(s) URL, e.g. http://localhost:8080")
+    raise KfpError(f"--host '{redact(host)}' is not an http(s) URL, e.g. "
+                   "http://localhost:8080")
   return host.rstrip("/")
 
 
@@ -52,7 +76,8 @@ class HttpTransport:
 
   def __init__(self, host: str, token: Optional[str] = None, timeout: float = 30.0):
     import requests  # imported here so --dry-run and tests of the planner need no network
-    self.host, self.timeout = check_host(host), timeout
+    self.host, self.timeout = check_host(host), timeout  # with credentials: sent as basic auth
+    self.shown = redact(self.host)
     self.session = requests.Session()
     if token:
       self.session.headers["Authorization"] = f"Bearer {token}"
@@ -67,15 +92,16 @@ class HttpTransport:
           request.method, request.url(self.host), json=request.body, files=files,
           timeout=self.timeout)
     except requests.exceptions.RequestException as e:
-      raise KfpError(f"cannot reach Kubeflow Pipelines at {self.host}: "
-                     f"{_reason(e)}") from None
+      raise KfpError(redact_text(f"cannot reach Kubeflow Pipelines at {self.shown}: "
+                                 f"{_reason(e)}", self.host)) from None
     if not response.ok:
-      raise KfpError(f"{request.method} {request.url(self.host)} failed with HTTP "
-                     f"{response.status_code}: {_one_line(_error_message(response))}")
+      raise KfpError(redact_text(
+          f"{request.method} {request.url(self.shown)} failed with HTTP "
+          f"{response.status_code}: {_one_line(_error_message(response))}", self.host))
     try:
       return response.json() if response.content.strip() else {}
     except ValueError:  # e.g. an auth proxy's login page instead of the API
-      raise KfpError(f"{request.method} {request.url(self.host)} answered with non-JSON "
+      raise KfpError(f"{request.method} {request.url(self.shown)} answered with non-JSON "
                      f"({response.headers.get('Content-Type', '?')}); is --host the KFP "
                      f"API endpoint, and does it need a token (${{KFP_TOKEN}})?") from None
 
@@ -102,7 +128,7 @@ class DryRunTransport:
   placeholder ids, so the plan shown is the one for a first schedule."""
 
   def __init__(self, host: str, out: Optional[TextIO] = None, token: Optional[str] = None):
-    self.host, self.out, self.token = check_host(host), out or sys.stdout, token
+    self.host, self.out, self.token = redact(check_host(host)), out or sys.stdout, token
 
   def send(self, request: Request) -> Dict[str, Any]:
     print(f"{request.method} {request.url(self.host)}", file=self.out)

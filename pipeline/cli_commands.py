@@ -25,10 +25,11 @@ def run(args):
       "schema": args.schema, "trainer.epochs": args.epochs,
       "trainer.train_steps": args.train_steps, "trainer.model": args.model,
   }
+  from recsys_tfx.pipeline.run_state import RunInProgress
   try:
     config = configs.load(args.config, overrides)
-    return 0, local_runner.run(config)
-  except (DataError, configs.ConfigError) as e:
+    return 0, local_runner.run(config, cache=not args.no_cache)
+  except (DataError, configs.ConfigError, RunInProgress) as e:
     return _error(e), None
 
 
@@ -71,7 +72,10 @@ def add_commands(sub) -> None:
                    + " (default two_tower)")
   run.add_argument("--epochs", type=int)
   run.add_argument("--train-steps", type=int, help="train this many steps instead of epochs")
-  run.set_defaults(func=lambda args: run(args)[0])
+  run.add_argument("--no-cache", action="store_true",
+                   help="recompute every component; by default a rerun on the same inputs "
+                        "reuses the components that finished (an interrupted run resumes)")
+  # cli/cli.py sets func: the run, then the served recommendations
 
   rep = sub.add_parser("report", help="TFMA metrics of a run: tables and PNG plots")
   rep.add_argument("--config", default="configs/demo.yaml",

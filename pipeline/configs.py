@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional
 import yaml
 
 from recsys_tfx.schema import features as feats
+from recsys_tfx.schema.canonical import IngestConfig
 from recsys_tfx.schema.time_split import MIN_INTERACTIONS_TO_HOLD_OUT
 # The trainer owns its sections' dataclasses; this module composes them.
 from recsys_tfx.trainer.config import RankingConfig, TrainerConfig
@@ -58,6 +59,8 @@ class PipelineConfig:
   min_interactions_to_hold_out: int = MIN_INTERACTIONS_TO_HOLD_OUT
   beam_args: List[str] = dataclasses.field(default_factory=lambda: [
       "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+  # What input is plausible: timestamp years, id length, duplicates (schema/canonical.py).
+  ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
   trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
   ranking: RankingConfig = dataclasses.field(default_factory=RankingConfig)
   validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
@@ -89,7 +92,7 @@ class PipelineConfig:
 
 
 SECTIONS = {"trainer": TrainerConfig, "ranking": RankingConfig,
-            "validation": ValidationConfig}
+            "validation": ValidationConfig, "ingest": IngestConfig}
 
 
 def build_dataclass(cls, values: Dict[str, Any], where: str, sections=None):
@@ -153,7 +156,7 @@ def validate(config: PipelineConfig, where: str) -> None:
        f"eval, test), got {config.min_interactions_to_hold_out}"),
   ]
   problems = [message for ok, message in checks if not ok]
-  problems += config.trainer.problems() + config.ranking.problems()
+  problems += config.trainer.problems() + config.ranking.problems() + config.ingest.problems()
   if problems:
     raise ConfigError(f"{where}: {problems[0]}")
   if config.schema and not os.path.exists(config.schema):

@@ -14,7 +14,7 @@ import dataclasses
 import datetime
 import json
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 from ml_metadata.metadata_store import metadata_store
@@ -177,8 +177,25 @@ def state_name(execution: Execution) -> str:
   return Execution.State.Name(execution.last_known_state)
 
 
-def runs(snap: Snapshot) -> List[Dict[str, Any]]:
-  """Each pipeline run, oldest first: when, status, each component's state."""
+ABANDONED_PROPERTY = "abandoned"  # pipeline/run_state.py marks executions with it
+
+
+def component_state(execution: Execution, run_abandoned: bool = False) -> str:
+  """The execution's state, ABANDONED for one an interrupted run left unfinished."""
+  state = state_name(execution)
+  if _prop(execution, ABANDONED_PROPERTY) is not None or (
+      run_abandoned and state in ("RUNNING", "NEW")):
+    return "ABANDONED"
+  return state
+
+
+def runs(snap: Snapshot, in_progress: Optional[bool] = None) -> List[Dict[str, Any]]:
+  """Each pipeline run, oldest first: when, status, each component's state.
+
+  `in_progress` says whether a run is going on now (a local run holds its pipeline
+  root's lock: pipeline/run_state.py); None when it cannot be known (a MySQL store).
+  Executions still RUNNING in a run that is not the pipeline's latest, or in its latest
+  when no run is in progress, belong to a run that was interrupted: ABANDONED."""
   by_run = collections.defaultdict(list)
   for execution_id, run_id in snap.run.items():
     by_run[run_id].append(snap.executions[execution_id])
@@ -186,16 +203,20 @@ def runs(snap: Snapshot) -> List[Dict[str, Any]]:
   for execution_id, name in snap.pipeline.items():
     if execution_id in snap.node:
       known_nodes[name].add(snap.node[execution_id])
+  ordered = sorted(snap.runs.items(), key=_run_order)
+  latest = {pipeline_name: run_id for run_id, (pipeline_name, _) in ordered}
   result = []
-  for run_id, (pipeline_name, _) in sorted(snap.runs.items(), key=_run_order):
+  for run_id, (pipeline_name, _) in ordered:
     executions = sorted(by_run[run_id], key=lambda e: e.create_time_since_epoch)
-    states = [state_name(e) for e in executions]
-    components = [{"component": snap.node.get(e.id, ""), "state": state_name(e),
+    abandoned = latest.get(pipeline_name) != run_id or in_progress is False
+    components = [{"component": snap.node.get(e.id, ""),
+                   "state": component_state(e, abandoned),
                    "execution_id": e.id, "started": iso(e.create_time_since_epoch),
                    "finished": iso(e.last_update_time_since_epoch)} for e in executions]
     ran = {c["component"] for c in components}
     result.append({
-        "run_id": run_id, "pipeline": pipeline_name, "status": _run_status(states),
+        "run_id": run_id, "pipeline": pipeline_name,
+        "status": _run_status([c["state"] for c in components]),
         "started": iso(min(e.create_time_since_epoch for e in executions)),
         "finished": iso(max(e.last_update_time_since_epoch for e in executions)),
         "components": components,
@@ -211,7 +232,7 @@ def _run_order(item) -> Tuple[int, str]:
 
 
 def _run_status(states: List[str]) -> str:
-  for status in ("FAILED", "CANCELED", "RUNNING", "NEW"):
+  for status in ("FAILED", "ABANDONED", "CANCELED", "RUNNING", "NEW"):
     if status in states:
       return status
   return "COMPLETE"

@@ -19,7 +19,8 @@ def add_commands(subparsers) -> None:
   parser = subparsers.add_parser("metadata", help="inspect ML Metadata: runs, models, "
                                                   "lineage, artifacts")
   sub = parser.add_subparsers(dest="metadata_command", required=True)
-  runs = sub.add_parser("runs", help="each pipeline run: when, status, components")
+  runs = sub.add_parser("runs", help="each pipeline run: when, status (COMPLETE, RUNNING, "
+                                     "FAILED or ABANDONED: interrupted), components")
   models = sub.add_parser("models", help="every trained model: blessed, metrics, pushed, live")
   lineage = sub.add_parser("lineage", help="what produced a model (walks MLMD backwards)")
   lineage.add_argument("model_id", type=int, help="a Model artifact id (see `models`)")
@@ -40,16 +41,28 @@ def _store_args(parser: argparse.ArgumentParser) -> None:
   where.add_argument("--mysql-config", help="YAML/JSON: host, port, database, user, password")
 
 
+def _sqlite_path(args) -> str:
+  if args.pipeline_root:
+    return os.path.join(args.pipeline_root, "metadata.sqlite")
+  return args.metadata or DEFAULT_METADATA
+
+
 def _snapshot(args):
   os.environ.setdefault("GLOG_minloglevel", "3")  # MLMD's C++ log would repeat our error
   from recsys_tfx.pipeline import metadata
   if args.mysql_config:
     store = metadata.connect_mysql(metadata.read_mysql_config(args.mysql_config))
-  elif args.pipeline_root:
-    store = metadata.connect_sqlite(os.path.join(args.pipeline_root, "metadata.sqlite"))
   else:
-    store = metadata.connect_sqlite(args.metadata or DEFAULT_METADATA)
+    store = metadata.connect_sqlite(_sqlite_path(args))
   return metadata.snapshot(store)
+
+
+def _in_progress(args):
+  """Whether a local run is going on in the store's pipeline root; None for MySQL."""
+  if args.mysql_config:
+    return None
+  from recsys_tfx.pipeline import run_state
+  return run_state.run_in_progress(os.path.dirname(os.path.abspath(_sqlite_path(args))))
 
 
 def _command(render):
@@ -76,7 +89,7 @@ def table(headers: Sequence[str], rows: List[Sequence[Any]]) -> str:
 @_command
 def _runs(args, snap):
   from recsys_tfx.pipeline import metadata
-  result = metadata.runs(snap)
+  result = metadata.runs(snap, _in_progress(args))
   rows = [[r["run_id"], r["pipeline"], r["status"], r["started"], r["finished"],
            len(r["components"]) - len(r["cached"]), len(r["cached"]), len(r["not_run"])]
           for r in result]

@@ -5,18 +5,19 @@
                                       split is the primary, all are candidate sources)
                     -> RetrievalEvaluator (report: HR/NDCG vs popularity, ScaNN recall)
                     -> RetrievalValidator (TFMA, vs LatestBlessedRetrievalModel)
-                    -> RetrievalPusher (only a blessed model)
+                    -> RetrievalPusher (AtomicPusher: only a blessed model, never half-visible)
                  -> RankingTrainer (wide_deep | dcn | deepfm | ncf, on candidate lists)
                     -> RankingEvalExamples (the retrieval model's lists for held-out users)
                     -> RankingValidator (TFMA report, vs LatestBlessedRankingModel)
                     -> RankingGate (beats the retrieval order? the last blessed ranker?)
-                    -> RankingPusher (only a blessed ranker)
+                    -> RankingPusher (AtomicPusher: only a blessed ranker)
 """
 from typing import List, Optional
 
 from tfx import v1 as tfx
 
 from recsys_tfx.components.anomaly_gate.component import AnomalyGate
+from recsys_tfx.components.atomic_pusher.component import AtomicPusher
 from recsys_tfx.components.blessing_report.component import BlessingReport
 from recsys_tfx.components.ranking_eval_examples.component import RankingEvalExamples
 from recsys_tfx.components.ranking_gate.component import RankingGate
@@ -78,21 +79,23 @@ def _tfma(name: str, trainer, examples, eval_config, baseline, split: str):
 
 
 def _pusher(name: str, trainer, blessing, push_dir: str):
-  return tfx.components.Pusher(
-      model=trainer.outputs["model"], model_blessing=blessing,
-      push_destination=tfx.proto.PushDestination(
-          filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_dir)),
-  ).with_id(f"{name}Pusher")
+  return AtomicPusher(model=trainer.outputs["model"], model_blessing=blessing,
+                      base_directory=push_dir).with_id(f"{name}Pusher")
 
 
 def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
                     metadata_connection_config=None,
-                    beam_args: Optional[List[str]] = None) -> tfx.dsl.Pipeline:
+                    beam_args: Optional[List[str]] = None, enable_cache: bool = True,
+                    code_version: str = "") -> tfx.dsl.Pipeline:
+  """The DAG. With enable_cache, a component whose inputs and properties match an
+  execution that completed is not run again (TFX's cache): a rerun resumes. code_version
+  (pipeline/run_state.py) is part of the first component's properties, so outputs of
+  other code are never reused."""
   configs.validate_against_schema(config, feats.load_features(schema_file), schema_file)
   example_gen = TimeSplitExampleGen(
       input_base=data_dir, schema_file=schema_file, seed=config.seed,
       min_interactions_to_hold_out=config.min_interactions_to_hold_out,
-      history_length=config.history_length)
+      history_length=config.history_length, code_version=code_version)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
   schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
   example_validator = tfx.components.ExampleValidator(
@@ -163,6 +166,6 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
       pipeline_name=config.pipeline_name,
       pipeline_root=configs.resolve(config.pipeline_root),
       components=components,
-      enable_cache=False,
+      enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_args if beam_args is not None else config.beam_args)

@@ -1,4 +1,5 @@
-"""A line per pipeline stage as it starts and ends; TFX's own verbose log goes to a file.
+"""A line per pipeline stage as it starts and ends (or reuses a cached output); TFX's own
+verbose log goes to a file.
 
 LocalDagRunner logs "Component X is running." / "Component X is finished." through absl;
 this turns those into short progress lines with elapsed times and sends the rest of the
@@ -14,6 +15,7 @@ from absl import logging as absl_logging
 
 _STARTED = re.compile(r"Component (\S+) is running\.")
 _FINISHED = re.compile(r"Component (\S+) is finished\.")
+_CACHED = re.compile(r"A cached execution \d+ is used\.")  # TFX's launcher, on a cache hit
 
 
 class _StageLines(logging.Handler):
@@ -22,18 +24,24 @@ class _StageLines(logging.Handler):
     super().__init__(logging.INFO)
     self._stream = stream
     self._started = {}
+    self._current = None  # LocalDagRunner runs one component at a time
+    self._cached = set()
     self._run_start = time.time()
 
   def emit(self, record: logging.LogRecord):
     message = record.getMessage()
     started, finished = _STARTED.match(message), _FINISHED.match(message)
     if started:
-      self._started[started.group(1)] = time.time()
-      self._line(f"-> {started.group(1)} started")
+      self._current = started.group(1)
+      self._started[self._current] = time.time()
+      self._line(f"-> {self._current} started")
+    elif _CACHED.match(message) and self._current:
+      self._cached.add(self._current)
     elif finished:
       name = finished.group(1)
       took = time.time() - self._started.get(name, time.time())
-      self._line(f"<- {name} finished in {took:.1f}s")
+      how = "reused its earlier output (cached)" if name in self._cached else "finished"
+      self._line(f"<- {name} {how} in {took:.1f}s")
 
   def _line(self, text: str):
     elapsed = time.time() - self._run_start

@@ -20,9 +20,10 @@ def open_store(metadata_path: str) -> metadata_store.MetadataStore:
 
 def latest_artifact(store, type_name: str, producer: Optional[str] = None):
   """The newest artifact of a type, optionally only one written by the named component
-  (TFX lays artifacts out as <pipeline_root>/<component>/<output>/<execution id>)."""
+  (TFX lays artifacts out as <pipeline_root>/<component>/<output>/<execution id>). Only
+  LIVE artifacts count: an interrupted run's partial outputs are never read."""
   artifacts = [a for a in store.get_artifacts_by_type(type_name)
-               if producer is None or f"/{producer}/" in a.uri]
+               if a.state == a.LIVE and (producer is None or f"/{producer}/" in a.uri)]
   return max(artifacts, key=lambda a: a.id) if artifacts else None
 
 
@@ -46,7 +47,7 @@ def latest_pushed_model_dir(store, pusher: str = "RetrievalPusher") -> Optional[
   """Where the live model is: the newest push that really happened (a Pusher that got an
   unblessed model records an artifact with pushed=0)."""
   pushes = [a for a in store.get_artifacts_by_type("PushedModel")
-            if f"/{pusher}/" in a.uri and _property(a, "pushed") == 1]
+            if a.state == a.LIVE and f"/{pusher}/" in a.uri and _property(a, "pushed") == 1]
   return _property(max(pushes, key=lambda a: a.id), "pushed_destination") if pushes else None
 
 
@@ -130,7 +131,9 @@ def print_summary(config, data, wall_seconds: float) -> Dict[str, object]:
   metrics = latest_metrics(store)
   print("\n" + "=" * 78)
   print(f"Run summary ({config.pipeline_name}, data: {data.name}, seed {config.seed})")
-  print(f"  data: {len(data.interactions):,} interactions, "
+  dropped = (f" ({data.duplicates_dropped:,} exact duplicate rows dropped)"
+             if data.duplicates_dropped else "")
+  print(f"  data: {len(data.interactions):,} interactions{dropped}, "
         f"{data.interactions[feats.USER_ID].nunique():,} users, {len(data.items):,} catalogue items")
   retrieval_verdict = blessing(store, "Retrieval")
   ranking_verdict = blessing(store, "Ranking") if config.ranking.enabled else None
@@ -163,6 +166,7 @@ def print_summary(config, data, wall_seconds: float) -> Dict[str, object]:
   print(f"\nWall time: {wall_seconds:.0f}s")
   print("=" * 78)
   return {"pushed_model": pushed, "metrics": metrics,
+          "duplicates_dropped": data.duplicates_dropped,
           "ranking_model": latest_pushed_model_dir(store, "RankingPusher"),
           "ranking_metrics": ranking_metrics, "retrieval_blessing": retrieval_verdict,
           "ranking_blessing": ranking_verdict, "selected_model": chosen}

@@ -16,11 +16,22 @@ with: cold-start catalogue items), and every user_id is in `users` when there is
 
 Sources build tables from whatever they read and call `canonicalize`, which coerces
 dtypes, fills defaults and validates. Errors are `DataError`s naming the file, the line
-(1-based, the header is line 1) or field, and what was expected.
+(1-based, the header is line 1) or field, and what was expected; values are quoted cut
+to a readable length (`quote`).
+
+What is plausible is set by `IngestConfig` (the `ingest:` section of a run's config):
+timestamps must fall within min_year..max_year (default 1970..2100: a value of
+99999999999999999999 once wrapped to -2^63 and reordered the time split), ids are
+stripped of surrounding spaces (" u1" and "u1" are one user) and at most max_id_length
+characters, and exact duplicate rows of interactions are dropped and counted
+(`InteractionData.duplicates_dropped`) or refused.
 """
 
 from __future__ import annotations
 
+import calendar
+import codecs
+import dataclasses
 import hashlib
 import json
 import os
@@ -50,6 +61,40 @@ class DataError(ValueError):
   counting the header as line 1) or field, and what was expected."""
 
 
+DUPLICATE_POLICIES = ("drop", "refuse")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+  """What input is plausible (the `ingest:` section of a run's config)."""
+
+  min_year: int = 1970  # timestamps from the start of this year (UTC) ...
+  max_year: int = 2100  # ... to the end of this one
+  duplicates: str = "drop"  # exact duplicate interaction rows: drop (and count) | refuse
+  max_id_length: int = 256  # characters of a user or item id, after stripping spaces
+
+  def problems(self) -> list[str]:
+    checks = [
+        (1 <= self.min_year <= self.max_year <= 9999,
+         f"ingest.min_year..max_year must be years with 1 <= min_year <= max_year <= 9999, "
+         f"got {self.min_year}..{self.max_year}"),
+        (self.duplicates in DUPLICATE_POLICIES,
+         f"ingest.duplicates must be one of {', '.join(DUPLICATE_POLICIES)}, "
+         f"got {self.duplicates!r}"),
+        (isinstance(self.max_id_length, int) and self.max_id_length >= 1,
+         f"ingest.max_id_length must be an integer >= 1, got {self.max_id_length!r}"),
+    ]
+    return [message for ok, message in checks if not ok]
+
+  @property
+  def min_timestamp(self) -> int:
+    return calendar.timegm((self.min_year, 1, 1, 0, 0, 0))
+
+  @property
+  def max_timestamp(self) -> int:
+    return calendar.timegm((self.max_year + 1, 1, 1, 0, 0, 0)) - 1
+
+
 @dataclass
 class InteractionData:
   name: str  # e.g. "synthetic", "movielens-latest-small", "movielens-100k", "csv"
@@ -57,6 +102,7 @@ class InteractionData:
   interactions: pd.DataFrame
   items: pd.DataFrame
   users: pd.DataFrame | None = None
+  duplicates_dropped: int = 0  # exact duplicate interaction rows dropped on reading
 
 
 @dataclass(frozen=True)
@@ -86,12 +132,29 @@ def hour_of_day(timestamps) -> np.ndarray:
   return (np.asarray(timestamps, dtype=np.int64) // 3600) % 24
 
 
+QUOTE_LIMIT = 60  # characters of a value an error message shows
+
+
+def quote(value, limit: int = QUOTE_LIMIT) -> str:
+  """repr(value), cut to about `limit` characters with its full length said, so that an
+  error about a 10 MB field is one readable line."""
+  text = value if isinstance(value, str) else str(value)
+  if len(text) <= limit:
+    return repr(value)
+  return f"{text[:limit]!r}... ({len(text):,} characters)"
+
+
+def cut(text: str, limit: int = QUOTE_LIMIT) -> str:
+  """text as it is when short, else its first `limit` characters and its length."""
+  return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 # ---------------------------------------------------------------------------------------
 # Coercion: raw frames (often all strings) -> canonical dtypes, with line-accurate errors.
 
 
 def _fail(origin: Origin, row: int, col: str, expected: str, got) -> DataError:
-  return DataError(f"{origin.where(row)}: field '{col}': expected {expected}, got {got!r}")
+  return DataError(f"{origin.where(row)}: field '{col}': expected {expected}, got {quote(got)}")
 
 
 def _first(mask) -> int:
@@ -101,8 +164,9 @@ def _first(mask) -> int:
 def _require(df: pd.DataFrame, columns, origin: Origin) -> None:
   for col in columns:
     if col not in df.columns:
-      found = ", ".join(map(str, df.columns)) or "none"
-      raise DataError(f"{origin.path}: missing required column '{col}' (found: {found})")
+      found = ", ".join(cut(str(c), 40) for c in list(df.columns)[:10]) or "none"
+      more = f" and {len(df.columns) - 10:,} more" if len(df.columns) > 10 else ""
+      raise DataError(f"{origin.path}: missing required column '{col}' (found: {found}{more})")
 
 
 def _blank_rows(s: pd.Series) -> np.ndarray | None:
@@ -127,16 +191,61 @@ def _strings(s: pd.Series, origin: Origin, *, allow_empty: bool) -> pd.Series:
   return s.astype(object)
 
 
-def _integers(s: pd.Series, origin: Origin, expected: str) -> pd.Series:
-  if pd.api.types.is_integer_dtype(s.dtype):
-    return s.astype(np.int64)
-  num = pd.to_numeric(s, errors="coerce")
-  values = num.to_numpy(dtype=np.float64, na_value=np.nan)
-  bad = ~np.isfinite(values) | (values != np.floor(values))  # also catches "1.5", "inf"
-  if bad.any():
-    row = _first(bad)
-    raise _fail(origin, row, s.name, expected, s.iloc[row])
-  return num.astype(np.int64)
+def _ids(s: pd.Series, origin: Origin, max_length: int) -> pd.Series:
+  """Id strings stripped of surrounding spaces (" u1" is "u1"), non-empty and at most
+  max_length characters. Checked on the distinct values: far fewer than the rows."""
+  s = _strings(s, origin, allow_empty=False)
+  distinct = pd.Series(pd.unique(s), dtype=object)
+  stripped = distinct.str.strip()
+  changed = (stripped != distinct).to_numpy()
+  if changed.any():
+    s = s.map(dict(zip(distinct[changed], stripped[changed]))).fillna(s).astype(object)
+    distinct = pd.Series(pd.unique(stripped), dtype=object)
+  too_long = distinct[(distinct.str.len() > max_length).to_numpy()]
+  if len(too_long):
+    row = _first(s.isin(too_long).to_numpy())
+    raise _fail(origin, row, s.name, f"an id of at most {max_length} characters "
+                f"(ingest.max_id_length)", s.iloc[row])
+  return s
+
+
+def _integers(s: pd.Series, origin: Origin, expected: str,
+              bounds: tuple[int, int] | None = None, hint=None) -> pd.Series:
+  """Integers, refused (naming the line and the value as written) when not whole numbers
+  or, with bounds, outside them: checked before the cast to int64, which would wrap a
+  value like 99999999999999999999 silently."""
+  num = s if pd.api.types.is_integer_dtype(s.dtype) else pd.to_numeric(s, errors="coerce")
+  values = num.to_numpy(dtype=np.float64, na_value=np.nan)  # for the checks only
+  if pd.api.types.is_integer_dtype(num.dtype):
+    ok = num.to_numpy() <= np.iinfo(np.int64).max if num.dtype == np.uint64 \
+        else np.ones(len(num), bool)
+  else:  # floats: also catches "1.5", "inf" and what does not fit an int64
+    ok = (np.isfinite(values) & (values == np.floor(values))
+          & (values >= -2.0 ** 63) & (values < 2.0 ** 63))
+  if bounds is not None:
+    low, high = bounds
+    ok &= (values >= low) & (values <= high)
+  if not ok.all():
+    row = _first(~ok)
+    message = _fail(origin, row, s.name, expected, s.iloc[row])
+    extra = hint(float(values[row])) if hint is not None and np.isfinite(values[row]) else ""
+    raise DataError(f"{message}{extra}")
+  if pd.api.types.is_integer_dtype(num.dtype):
+    return num.astype(np.int64)
+  return pd.Series(values.astype(np.int64), index=s.index, name=s.name)
+
+
+def _timestamps(s: pd.Series, origin: Origin, ingest: IngestConfig) -> pd.Series:
+  low, high = ingest.min_timestamp, ingest.max_timestamp
+
+  def hint(value: float) -> str:
+    for unit, factor in (("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9)):
+      if low <= value / factor <= high:
+        return f" (it looks like {unit}; timestamps are seconds)"
+    return ""
+
+  return _integers(s, origin, f"seconds since the epoch from {ingest.min_year}-01-01 to "
+                   f"{ingest.max_year}-12-31 (ingest.min_year..max_year)", (low, high), hint)
 
 
 def _floats(s: pd.Series, origin: Origin) -> pd.Series:
@@ -160,13 +269,14 @@ def _coerce_features(df: pd.DataFrame, origin: Origin) -> pd.DataFrame:
   return df
 
 
-def _canonical_interactions(df: pd.DataFrame, origin: Origin) -> pd.DataFrame:
+def _canonical_interactions(df: pd.DataFrame, origin: Origin,
+                            ingest: IngestConfig) -> pd.DataFrame:
   df = df.reset_index(drop=True).copy()
   df.columns = [str(c).strip() for c in df.columns]
   _require(df, ("user_id", "item_id", "timestamp"), origin)
   for col in ("user_id", "item_id"):
-    df[col] = _strings(df[col], origin, allow_empty=False)
-  df["timestamp"] = _integers(df["timestamp"], origin, "an integer number of seconds")
+    df[col] = _ids(df[col], origin, ingest.max_id_length)
+  df["timestamp"] = _timestamps(df["timestamp"], origin, ingest)
   if "hour" not in df.columns:
     df["hour"] = hour_of_day(df["timestamp"].to_numpy())
   if "label" not in df.columns:
@@ -176,11 +286,11 @@ def _canonical_interactions(df: pd.DataFrame, origin: Origin) -> pd.DataFrame:
   return df[front + [c for c in df.columns if c not in front]]
 
 
-def _canonical_items(df: pd.DataFrame, origin: Origin) -> pd.DataFrame:
+def _canonical_items(df: pd.DataFrame, origin: Origin, ingest: IngestConfig) -> pd.DataFrame:
   df = df.reset_index(drop=True).copy()
   df.columns = [str(c).strip() for c in df.columns]
   _require(df, ("item_id",), origin)
-  df["item_id"] = _strings(df["item_id"], origin, allow_empty=False)
+  df["item_id"] = _ids(df["item_id"], origin, ingest.max_id_length)
   defaults = {"genres": UNKNOWN_GENRE, "title": "", "year": UNKNOWN_YEAR}
   for col, default in defaults.items():
     if col not in df.columns:
@@ -192,11 +302,11 @@ def _canonical_items(df: pd.DataFrame, origin: Origin) -> pd.DataFrame:
   return df[list(ITEM_COLUMNS) + [c for c in df.columns if c not in ITEM_COLUMNS]]
 
 
-def _canonical_users(df: pd.DataFrame, origin: Origin) -> pd.DataFrame:
+def _canonical_users(df: pd.DataFrame, origin: Origin, ingest: IngestConfig) -> pd.DataFrame:
   df = df.reset_index(drop=True).copy()
   df.columns = [str(c).strip() for c in df.columns]
   _require(df, ("user_id",), origin)
-  df["user_id"] = _strings(df["user_id"], origin, allow_empty=False)
+  df["user_id"] = _ids(df["user_id"], origin, ingest.max_id_length)
   df = _coerce_features(df, origin)
   return df[["user_id"] + [c for c in df.columns if c != "user_id"]]
 
@@ -208,22 +318,47 @@ def canonicalize(
     items: pd.DataFrame,
     users: pd.DataFrame | None = None,
     origins: Mapping[str, Origin] | None = None,
+    ingest: IngestConfig | None = None,
 ) -> InteractionData:
-  """Coerce raw tables to the canonical columns and dtypes, fill defaults, validate.
+  """Coerce raw tables to the canonical columns and dtypes, fill defaults, validate, then
+  drop (and count) or refuse exact duplicate interactions, as `ingest` says.
 
   Rows must still be in file order so errors can name the line (see `Origin`).
   `origins` maps "interactions" / "items" / "users" to where each table was read from.
   """
+  ingest = ingest or IngestConfig()
   where = _origins(name, origins)
   data = InteractionData(
       name=name,
       schema_name=schema_name,
-      interactions=_canonical_interactions(interactions, where["interactions"]),
-      items=_canonical_items(items, where["items"]),
-      users=None if users is None else _canonical_users(users, where["users"]),
+      interactions=_canonical_interactions(interactions, where["interactions"], ingest),
+      items=_canonical_items(items, where["items"], ingest),
+      users=None if users is None else _canonical_users(users, where["users"], ingest),
   )
   validate(data, origins)
+  # Last: dropping rows shifts the row -> line mapping the checks above report with.
+  data.interactions, data.duplicates_dropped = _without_duplicates(
+      data.interactions, where["interactions"], ingest.duplicates)
   return data
+
+
+def _without_duplicates(df: pd.DataFrame, origin: Origin,
+                        policy: str) -> tuple[pd.DataFrame, int]:
+  """Exact duplicate rows (every column equal) dropped, keeping the first; or refused."""
+  duplicate = df.duplicated(keep="first").to_numpy()
+  count = int(duplicate.sum())
+  if not count:
+    return df, 0
+  if policy == "refuse":
+    row = _first(duplicate)
+    original = _first((df == df.iloc[row]).all(axis=1).to_numpy())
+    first = origin.where(original).replace(f"{origin.path} ", "")
+    raise DataError(
+        f"{origin.where(row)}: an exact duplicate of {first} (user_id "
+        f"{quote(df['user_id'].iloc[row])}, item_id {quote(df['item_id'].iloc[row])}, "
+        f"timestamp {df['timestamp'].iloc[row]}); {count:,} duplicate row(s) in all. "
+        f"ingest.duplicates is 'refuse'; 'drop' drops them and counts them in the summary")
+  return df[~duplicate].reset_index(drop=True), count
 
 
 # ---------------------------------------------------------------------------------------
@@ -259,7 +394,7 @@ def _check_unique(df: pd.DataFrame, col: str, origin: Origin) -> None:
   if dup.any():
     row = _first(dup)
     raise DataError(f"{origin.where(row)}: field '{col}': expected unique ids, "
-                    f"{df[col].iloc[row]!r} appears twice")
+                    f"{quote(df[col].iloc[row])} appears twice")
 
 
 def _check_known(df: pd.DataFrame, col: str, known: pd.Series, origin: Origin,
@@ -267,7 +402,7 @@ def _check_known(df: pd.DataFrame, col: str, known: pd.Series, origin: Origin,
   unknown = ~df[col].isin(known).to_numpy()
   if unknown.any():
     row = _first(unknown)
-    raise DataError(f"{origin.where(row)}: field '{col}': {df[col].iloc[row]!r} "
+    raise DataError(f"{origin.where(row)}: field '{col}': {quote(df[col].iloc[row])} "
                     f"is not in {table.path}")
 
 
@@ -310,6 +445,30 @@ def validate(data: InteractionData, origins: Mapping[str, Origin] | None = None)
 # Reading a CSV file that has a header, with errors that name the file and line.
 
 
+def decode_error(path: str, encoding: str) -> DataError:
+  """Where the first byte of the file that is not valid `encoding` text is: its line and
+  its offset in the file and in the line. (The exception of a decoder that read the file
+  in chunks gives an offset within one chunk: "at byte 1" for a byte at offset 37.)"""
+  decoder = codecs.getincrementaldecoder(encoding)()
+  offset = 0
+  with open(path, "rb") as f:
+    for number, line in enumerate(f, start=1):
+      try:
+        decoder.decode(line)
+      except UnicodeDecodeError as e:  # lines end with b"\n": nothing is pending across them
+        return DataError(
+            f"{path} line {number}: not valid {encoding} text: byte {e.start + 1} of the line "
+            f"(offset {offset + e.start} in the file) is {line[e.start:e.start + 1]!r} "
+            f"({e.reason}); save the file as {encoding}")
+      offset += len(line)
+  try:
+    decoder.decode(b"", final=True)
+  except UnicodeDecodeError as e:
+    return DataError(f"{path}: not valid {encoding} text: the file ends inside a character "
+                     f"(offset {offset - 1}: {e.reason})")
+  return DataError(f"{path}: not valid {encoding} text")
+
+
 def read_csv_table(path: str, *, dtype: Mapping[str, object] | None = None,
                    encoding: str = "utf-8") -> pd.DataFrame:
   """Read a comma-separated file with a header row. Row i of the frame is file line i + 2.
@@ -329,12 +488,12 @@ def read_csv_table(path: str, *, dtype: Mapping[str, object] | None = None,
     # pandas names the 1-based file line: "... Expected 4 fields in line 3, saw 5".
     m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
     if m is None:
-      raise DataError(f"{path}: not a valid CSV file ({str(e).strip()})") from e
+      raise DataError(f"{path}: not a valid CSV file ({quote(str(e).strip(), 200)})") from e
     expected, line, got = m.groups()
     raise DataError(f"{path} line {line}: expected {expected} comma-separated fields like the "
                     f"header (quote fields that contain commas), got {got}") from e
   except UnicodeDecodeError as e:
-    raise DataError(f"{path}: not valid {encoding} text at byte {e.start}") from e
+    raise decode_error(path, encoding) from e
   except pd.errors.EmptyDataError as e:
     raise DataError(f"{path}: file is empty, expected a header row and data rows") from e
   df.columns = [str(c).strip() for c in df.columns]
@@ -394,8 +553,10 @@ def _swap_into_place(new: str, target: str) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def write_canonical(data: InteractionData, out_dir: str) -> dict[str, str]:
-  """Write interactions.csv, items.csv, users.csv (when there are users) and meta.json.
+def write_canonical(data: InteractionData, out_dir: str,
+                    ingest: IngestConfig | None = None) -> dict[str, str]:
+  """Write interactions.csv, items.csv, users.csv (when there are users) and meta.json
+  (with the `ingest` limits the data was read with, which read_canonical applies again).
 
   Files go to a temporary sibling directory that is renamed into place, so `out_dir` is
   either complete or untouched. An `out_dir` with the same content is reused; one with
@@ -409,7 +570,8 @@ def write_canonical(data: InteractionData, out_dir: str) -> dict[str, str]:
   tmp = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=parent)
   os.chmod(tmp, 0o755)  # mkdtemp makes it private; the renamed out_dir should not be
   try:
-    meta = {"name": data.name, "schema_name": data.schema_name, "dtypes": {}}
+    meta = {"name": data.name, "schema_name": data.schema_name, "dtypes": {},
+            "ingest": dataclasses.asdict(ingest or IngestConfig())}
     for table in _TABLES:
       df, path = getattr(data, table), os.path.join(tmp, f"{table}.csv")
       if df is None:
@@ -443,4 +605,4 @@ def read_canonical(directory: str) -> InteractionData:
     tables[table] = read_csv_table(path, dtype=dtype)
     origins[table] = Origin(path)
   return canonicalize(meta["name"], meta["schema_name"], tables["interactions"], tables["items"],
-                      tables.get("users"), origins)
+                      tables.get("users"), origins, IngestConfig(**meta.get("ingest", {})))

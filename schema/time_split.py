@@ -20,12 +20,39 @@ from recsys_tfx.schema import features as feats
 
 SPLITS = ("train", "eval", "test")
 MIN_INTERACTIONS_TO_HOLD_OUT = 3  # train, eval, test: one each at least
+# Least data worth a pipeline run (checked before it starts: check_enough_data).
+# Evaluation averages over the users held out: below 10, one user moves HR@10 by 0.1 or
+# more, ten times the validation's regression tolerance (0.01), so no verdict means much.
+MIN_HELD_OUT_USERS = 10
+# Validation compares HR@10 with popularity's: with 10 items or fewer every model's HR@10
+# is 1, so no model can beat popularity and none would ever be blessed.
+MIN_ITEMS = 11
 MULTI_VALUE_SEPARATOR = "|"
 
 ITEM_POPULARITY = "item_popularity"
 USER_ACTIVITY = "user_activity"
 DAYPART = "daypart"
 SLICE_FEATURES = (ITEM_POPULARITY, USER_ACTIVITY, DAYPART)
+
+
+def check_enough_data(user_ids, item_ids, min_to_hold_out: int, source: str) -> None:
+  """Raises ValueError, saying how much is needed, when the interactions (two sequences
+  of ids, one per interaction) cannot hold out enough users to evaluate a model: at least
+  MIN_HELD_OUT_USERS users with min_to_hold_out interactions each (one for train, eval
+  and test at least), over at least MIN_ITEMS distinct items."""
+  import pandas as pd
+  per_user = pd.Series(user_ids).value_counts()
+  held_out = int((per_user >= min_to_hold_out).sum())
+  items = int(pd.Series(item_ids).nunique())
+  if held_out >= MIN_HELD_OUT_USERS and items >= MIN_ITEMS:
+    return
+  have = (f"{len(per_user):,} user(s), {held_out:,} of them with {min_to_hold_out}+ "
+          f"interactions, and {items:,} distinct item(s)")
+  raise ValueError(
+      f"{source}: too little data to hold any users out for evaluation: it has {have}; "
+      f"needed: at least {MIN_HELD_OUT_USERS} users with {min_to_hold_out}+ interactions "
+      f"each (the last to test, the one before to eval, the rest to train) and at least "
+      f"{MIN_ITEMS} distinct items (HR@10 over 10 items or fewer is always 1)")
 
 
 def tie_break(seed: int, user_id: str, item_id: str) -> int:

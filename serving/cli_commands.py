@@ -12,7 +12,6 @@ request or the set-up is wrong (no server, bad k); 1 when the server fails a req
 """
 import argparse
 import json
-import logging
 import math
 import os
 import sys
@@ -34,20 +33,29 @@ def _error(message: str, code: int) -> int:
 
 # --- recsys serve --------------------------------------------------------------------------
 
+_SERVER_OPTIONS = ("host", "port", "poll_seconds", "max_batch_size", "max_workers",
+                   "max_receive_mb")
+
+
 def _serve(args) -> int:
   import gc
-  from recsys_tfx.serving import model_server
+  from recsys_tfx.serving import model_server, security
   # TensorFlow's modules are ~350k long-lived objects; a full garbage collection over them
   # stalls every in-flight request for ~200 ms. Frozen, they are never scanned again.
   gc.freeze()
-  logging.basicConfig(level=logging.INFO,
-                      format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-  options = {name: getattr(args, name) for name in ("host", "port", "poll_seconds",
-                                                     "max_batch_size", "max_workers",
-                                                     "ready_file")}
+  model_server.configure_logging()
+  options = {name: getattr(args, name) for name in _SERVER_OPTIONS
+             if getattr(args, name) is not None}
   try:
-    model_server.serve(args.model_base, **{k: v for k, v in options.items() if v is not None})
-  except OSError as e:  # no model base, port taken
+    if args.ssl_config_file:
+      options["ssl_config"] = security.read_ssl_config(args.ssl_config_file)
+    if args.auth_token_file:
+      options["token"] = security.read_token(args.auth_token_file)
+      if not security.token_file_is_private(args.auth_token_file):
+        print(f"warning: {args.auth_token_file} can be read by other users of this machine "
+              f"(chmod 600 it)", file=sys.stderr)
+    model_server.serve(args.model_base, ready_file=args.ready_file, **options)
+  except (OSError, ValueError) as e:  # no model base, port taken, bad TLS config or limit
     return _error(str(e), USAGE_ERROR)
   return 0
 
@@ -56,7 +64,8 @@ def _add_serve(sub) -> None:
   p = sub.add_parser("serve", help="serve the pushed models over TF Serving's gRPC API")
   p.add_argument("--model-base", default="serving_models",
                  help="directory with one sub-directory per model (default: serving_models)")
-  p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+  p.add_argument("--host", help="address to listen on (default 127.0.0.1; anything else "
+                                "without --ssl-config-file is warned about)")
   p.add_argument("--port", type=int,
                  help="gRPC port (default 8500, TF Serving's; 0 picks a free one, see "
                       "--ready-file)")
@@ -65,6 +74,17 @@ def _add_serve(sub) -> None:
   p.add_argument("--max-batch-size", type=int,
                  help="most rows one request may send (default 1000)")
   p.add_argument("--max-workers", type=int, help="threads answering requests (default 16)")
+  p.add_argument("--max-receive-message-mb", type=float, dest="max_receive_mb",
+                 help="largest request in MiB (default 1: 1000 rows of 50-id histories "
+                      "are ~0.4 MB; parsing costs up to ~40x a request's size, so TF "
+                      "Serving's 2 GB would let one request exhaust memory)")
+  p.add_argument("--ssl-config-file",
+                 help="TLS as TF Serving's --ssl_config_file: a text SSLConfig with the PEM "
+                      "texts of server_key, server_cert and, for mutual TLS, custom_ca and "
+                      "client_verify: true")
+  p.add_argument("--auth-token-file",
+                 help="require 'authorization: Bearer <token>' on every call, the token "
+                      "read from this file (others get UNAUTHENTICATED)")
   p.add_argument("--ready-file", help="write host/port/models here (JSON) once serving")
   p.set_defaults(func=_serve)
 
@@ -138,7 +158,9 @@ def _recommend(args) -> int:
   def run_funnel(target):
     with PredictionClient(target, timeout=_or(args.timeout, client_lib.DEFAULT_TIMEOUT),
                           retrieval_model=args.retrieval_model,
-                          ranking_model=args.ranking_model) as client:
+                          ranking_model=args.ranking_model, ca_cert=args.ca_cert,
+                          client_cert=args.client_cert, client_key=args.client_key,
+                          token_file=args.auth_token_file) as client:
       funnel = Funnel(client, catalogue, config)
       funnel.check_k(args.k)
       history = args.history.split(",") if args.history is not None else None
@@ -168,7 +190,7 @@ def _recommend(args) -> int:
   except ServerUnavailable as e:
     return _error(f"{e}. Start one with `recsys serve --model-base serving_models` (or pass "
                   "--target host:port)", USAGE_ERROR)
-  except (FunnelError, ValueError) as e:
+  except (FunnelError, ValueError) as e:  # incl. security.SecurityConfigError
     return _error(str(e), USAGE_ERROR)
   except RequestFailed as e:
     return _error(str(e), SERVER_ERROR)
@@ -235,6 +257,11 @@ def _add_recommend(sub) -> None:
                  help="pushed models, served in-process when no server answers (default "
                       "serving_models)")
   p.add_argument("--timeout", type=float, help="seconds per RPC (default 10)")
+  p.add_argument("--ca-cert", help="TLS: the CA certificate (PEM file) that signed the "
+                                   "server's certificate")
+  p.add_argument("--client-cert", help="mutual TLS: this client's certificate (PEM file)")
+  p.add_argument("--client-key", help="mutual TLS: this client's private key (PEM file)")
+  p.add_argument("--auth-token-file", help="send the bearer token in this file")
   p.add_argument("--data-dir", help="canonical data the pipeline wrote (titles, genres, seen "
                                     "items), e.g. runs/demo/data/synthetic")
   p.add_argument("--candidates", type=int,

@@ -30,6 +30,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      prediction_service_pb2_grpc)
 
 from recsys_tfx.schema import export_contract as contract
+from recsys_tfx.serving import security
 
 DEFAULT_TARGET = "127.0.0.1:8500"
 DEFAULT_TIMEOUT = 10.0  # seconds per RPC
@@ -44,8 +45,11 @@ DEFAULT_SIGNATURE = contract.DEFAULT_SIGNATURE
 USER_ID, ITEM_ID, HISTORY = contract.USER_ID, contract.ITEM_ID, contract.HISTORY
 UNKNOWN_INT, UNKNOWN_STRING = contract.UNKNOWN_INT, contract.UNKNOWN_STRING
 
-_GRPC_OPTIONS = [("grpc.max_receive_message_length", -1),
-                 ("grpc.max_send_message_length", -1)]
+# Never unlimited (-1): answers up to the server's largest (item_embeddings of a 1M-item
+# catalogue is ~260 MB), requests up to 64 MiB (a server refuses above its own limit,
+# 1 MiB by default, with RESOURCE_EXHAUSTED).
+_GRPC_OPTIONS = [("grpc.max_receive_message_length", 512 << 20),
+                 ("grpc.max_send_message_length", 64 << 20)]
 _INTEGER = (types_pb2.DT_INT64, types_pb2.DT_INT32, types_pb2.DT_INT16, types_pb2.DT_INT8,
             types_pb2.DT_UINT8, types_pb2.DT_UINT16, types_pb2.DT_UINT32, types_pb2.DT_UINT64)
 _FLOAT = (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_HALF)
@@ -138,12 +142,18 @@ class PredictionClient:
   def __init__(self, target: str = DEFAULT_TARGET, timeout: float = DEFAULT_TIMEOUT,
                retrieval_model: str = RETRIEVAL_MODEL, ranking_model: str = RANKING_MODEL,
                retrieval_signature: str = RETRIEVAL_SIGNATURE,
-               ranking_signature: str = RANKING_SIGNATURE):
+               ranking_signature: str = RANKING_SIGNATURE, ca_cert: Optional[str] = None,
+               client_cert: Optional[str] = None, client_key: Optional[str] = None,
+               token_file: Optional[str] = None):
+    """TLS when ca_cert (the PEM file of the CA that signed the server's certificate) is
+    given, mutual TLS with client_cert and client_key too; token_file: a bearer token
+    sent with every call (serving/security.py)."""
     self.target = target
     self.timeout = timeout
     self.retrieval_model, self.retrieval_signature = retrieval_model, retrieval_signature
     self.ranking_model, self.ranking_signature = ranking_model, ranking_signature
-    self._channel = grpc.insecure_channel(target, options=_GRPC_OPTIONS)
+    self._channel = security.client_channel(target, _GRPC_OPTIONS, ca_cert, client_cert,
+                                            client_key, token_file)
     self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
     self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
     self._inputs_cache: Dict[Tuple[str, str], Dict[str, int]] = {}

@@ -7,12 +7,18 @@ and client code written for TF Serving works against it unchanged. Every model d
 under model_base is served; see serving/model_manager.py for how versions are chosen
 and swapped.
 
-    python -m serving.model_server --model-base serving_models --port 8500
+    recsys serve --model-base serving_models --port 8500
+    (or python -m recsys_tfx.serving.cli_commands serve ..., without the rest of `recsys`)
 
 prints "serving retrieval v1796044043 on 127.0.0.1:8500" once it listens, and stops
 cleanly (in-flight requests finish) on SIGTERM or Ctrl-C.
+
+Exposure: it listens on 127.0.0.1 unless told otherwise, and warns when it listens
+anywhere else without TLS. TLS (and mutual TLS) is configured as TF Serving's
+--ssl_config_file; a bearer token may be required on every call (serving/security.py).
+A request is at most --max-receive-message-mb; sizes inside it are checked before any
+tensor is built (serving/signature_runner.py).
 """
-import argparse
 import gc
 import json
 import logging
@@ -21,11 +27,12 @@ import signal
 import sys
 import threading
 from concurrent import futures
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional
 
 import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
+from recsys_tfx.serving import admission, security
 from recsys_tfx.serving.model_manager import ModelManager
 from recsys_tfx.serving.services import ModelService, PredictionService
 
@@ -38,13 +45,31 @@ DEFAULT_MAX_BATCH_SIZE = 1000
 DEFAULT_WORKERS = 16
 SHUTDOWN_GRACE_SECONDS = 5.0
 
-_GRPC_OPTIONS = [
-    # TF Serving takes and sends messages of any size (item_embeddings() is N x D floats).
-    ("grpc.max_receive_message_length", -1),
-    ("grpc.max_send_message_length", -1),
-    # gRPC shares a port between processes by default on Linux; fail instead.
-    ("grpc.so_reuseport", 0),
-]
+MIB = 1 << 20
+# The largest request the server reads. TF Serving takes up to 2 GB, for arbitrary tensors
+# (images, ...); ours are ids and context. The largest request the project's clients
+# make is max_batch_size (1000) rows of a history window (trainer.history_length, 50 ids)
+# at ~8 bytes an id: ~0.4 MB, so 1 MiB leaves room for ids twice as long. Why not more:
+# gRPC reads and protobuf parses a whole message before any check of ours runs, and a
+# message of tiny strings takes ~40x its size in memory while it is parsed and checked,
+# so a 1 MiB request costs up to ~60 MB (serving/admission.py lets one such request in
+# at a time), within 1.2x of a server idling at ~0.6-1.1 GB; at 4 MiB one would cost
+# ~200 MB, at TF Serving's 2 GB one could take the machine. Raise it with
+# --max-receive-message-mb for longer ids or larger batches.
+DEFAULT_MAX_RECEIVE_MB = 1
+# The largest answer: responses are the model's outputs for a bounded request (top-K
+# lists, scores), except item_embeddings, the whole catalogue: 1M items x 64 floats is
+# 256 MB. Never unlimited (-1).
+MAX_SEND_BYTES = 512 * MIB
+
+
+def grpc_options(max_receive_mb: float) -> list:
+  return [
+      ("grpc.max_receive_message_length", int(max_receive_mb * MIB)),
+      ("grpc.max_send_message_length", MAX_SEND_BYTES),
+      # gRPC shares a port between processes by default on Linux; fail instead.
+      ("grpc.so_reuseport", 0),
+  ]
 
 
 class ModelServer:
@@ -52,16 +77,26 @@ class ModelServer:
 
   def __init__(self, model_base: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                poll_seconds: float = DEFAULT_POLL_SECONDS,
-               max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_workers: int = DEFAULT_WORKERS):
+               max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_workers: int = DEFAULT_WORKERS,
+               max_receive_mb: float = DEFAULT_MAX_RECEIVE_MB,
+               ssl_config: Optional[security.SslConfig] = None, token: Optional[str] = None):
     if not os.path.isdir(model_base):
       raise FileNotFoundError(f"model base {model_base} is not a directory (the Pusher writes "
                               "<model_base>/<model_name>/<version>/)")
+    if not max_receive_mb > 0:
+      raise ValueError(f"the maximum request size must be > 0 MiB, got {max_receive_mb}")
     self.host = host
     self.port = port  # the bound port once started (port 0 picks a free one)
     self.manager = ModelManager(model_base, poll_seconds)
+    self._ssl_config = ssl_config
+    self._token = token
     self._max_batch_size = max_batch_size
     self._executor = futures.ThreadPoolExecutor(max_workers, thread_name_prefix="grpc")
-    self._server = grpc.server(self._executor, options=_GRPC_OPTIONS)
+    # The token first: a call without it is refused before its message is even parsed.
+    interceptors = [security.TokenInterceptor(token)] if token else []
+    interceptors.append(admission.RequestBudget(int(max_receive_mb * MIB)))
+    self._server = grpc.server(self._executor, options=grpc_options(max_receive_mb),
+                               interceptors=interceptors)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionService(self.manager, max_batch_size), self._server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
@@ -71,11 +106,25 @@ class ModelServer:
   def address(self) -> str:
     return f"{self.host}:{self.port}"
 
+  def protection(self) -> str:
+    """How calls are protected, in words: 'TLS, bearer token', 'plaintext', ..."""
+    parts = [self._ssl_config.describe() if self._ssl_config else "plaintext"]
+    return ", ".join(parts + (["bearer token"] if self._token else []))
+
   def start(self) -> "ModelServer":
+    if not self._ssl_config and not security.is_loopback(self.host):
+      log.warning("listening on %s without TLS: anyone who can reach it can read the "
+                  "requests and answers%s; pass --ssl-config-file (and --auth-token-file), "
+                  "or keep the default host 127.0.0.1", self.host,
+                  "" if self._token else " and query the models")
     # Bind first, so a taken port fails before minutes of model loading.
     host = f"[{self.host}]" if ":" in self.host else self.host
     try:
-      bound = self._server.add_insecure_port(f"{host}:{self.port}")
+      if self._ssl_config:
+        bound = self._server.add_secure_port(f"{host}:{self.port}",
+                                             self._ssl_config.credentials())
+      else:
+        bound = self._server.add_insecure_port(f"{host}:{self.port}")
     except RuntimeError:  # newer grpcio raises; older ones return 0
       bound = 0
     if not bound:
@@ -101,21 +150,46 @@ def describe(versions: Dict[str, int]) -> str:
 
 def _write_ready_file(path: str, server: ModelServer) -> None:
   info = {"host": server.host, "port": server.port, "pid": os.getpid(),
-          "models": server.manager.served_versions()}
+          "models": server.manager.served_versions(), "protection": server.protection()}
   with open(path + ".tmp", "w") as f:
     json.dump(info, f)
   os.replace(path + ".tmp", path)  # readers never see half a file
 
 
-def serve(model_base: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          poll_seconds: float = DEFAULT_POLL_SECONDS,
-          max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, ready_file: Optional[str] = None,
-          max_workers: int = DEFAULT_WORKERS) -> None:
-  """Serves until SIGTERM or SIGINT. When ready it prints "serving <models> on host:port"
-  and, if asked, writes ready_file (JSON: host, port, pid, models), which is how a caller
-  that passed port=0 learns the port. The file is removed on shutdown. Signals reach only
-  the main thread: elsewhere, use ModelServer's start() and stop() instead."""
-  server = ModelServer(model_base, host, port, poll_seconds, max_batch_size, max_workers)
+class _OneLine(logging.Formatter):
+  """Log lines as "time LEVEL logger: message"."""
+
+  def __init__(self):
+    super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def configure_logging(stream=None) -> None:
+  """Sends the server's own log (every load, swap, failed load and rollback) to stderr at
+  INFO, whatever else configured logging in this process.
+
+  logging.basicConfig(level=INFO) is not enough: it does nothing once the root logger has
+  a handler, and absl installs one (basicConfig(), root level WARNING) the first time
+  anything logs through it before logging is configured, which importing TFX or TFMA
+  does. After that every INFO line of the server was dropped. So the server's loggers get
+  a handler of their own and do not depend on the root logger's level."""
+  logger = logging.getLogger("recsys_tfx.serving")
+  logger.setLevel(logging.INFO)
+  for handler in list(logger.handlers):
+    if isinstance(handler.formatter, _OneLine):
+      logger.removeHandler(handler)  # configured twice: one line per record, not two
+  handler = logging.StreamHandler(stream or sys.stderr)
+  handler.setFormatter(_OneLine())
+  logger.addHandler(handler)
+  logger.propagate = False
+
+
+def serve(model_base: str, ready_file: Optional[str] = None, **options) -> None:
+  """Serves until SIGTERM or SIGINT; `options` are ModelServer's. When ready it prints
+  "serving <models> on host:port" and, if asked, writes ready_file (JSON: host, port,
+  pid, models), which is how a caller that passed port=0 learns the port. The file is
+  removed on shutdown. Signals reach only the main thread: elsewhere, use ModelServer's
+  start() and stop() instead."""
+  server = ModelServer(model_base, **options)
   server.start()
   stopping = threading.Event()
   previous = {}
@@ -123,8 +197,8 @@ def serve(model_base: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     for signum in (signal.SIGTERM, signal.SIGINT):
       previous[signum] = signal.signal(signum, lambda *_: stopping.set())
   try:
-    print(f"serving {describe(server.manager.served_versions())} on {server.address}",
-          flush=True)
+    print(f"serving {describe(server.manager.served_versions())} on {server.address} "
+          f"({server.protection()})", flush=True)
     if ready_file:
       _write_ready_file(ready_file, server)
     while not stopping.wait(0.5):
@@ -137,39 +211,3 @@ def serve(model_base: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     if ready_file and os.path.exists(ready_file):
       os.remove(ready_file)
   print("stopped", flush=True)
-
-
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-      prog="python -m serving.model_server",
-      description="Serve <model_base>/<model_name>/<version>/ SavedModels over TF Serving's "
-                  "gRPC API (Predict, GetModelMetadata, GetModelStatus).")
-  parser.add_argument("--model-base", required=True,
-                      help="directory holding one sub-directory per model")
-  parser.add_argument("--host", default=DEFAULT_HOST)
-  parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
-  parser.add_argument("--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS,
-                      help="how often to look for new versions")
-  parser.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE,
-                      help="largest batch a request may send")
-  parser.add_argument("--max-workers", type=int, default=DEFAULT_WORKERS,
-                      help="threads answering requests")
-  parser.add_argument("--ready-file", help="write host/port/models here (JSON) when ready")
-  return parser.parse_args(argv)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-  args = parse_args(argv)
-  logging.basicConfig(level=logging.INFO,
-                      format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-  try:
-    serve(args.model_base, args.host, args.port, args.poll_seconds, args.max_batch_size,
-          args.ready_file, args.max_workers)
-  except OSError as e:  # no model base, port taken
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  return 0
-
-
-if __name__ == "__main__":
-  sys.exit(main(sys.argv[1:]))

@@ -5,6 +5,16 @@ names, output filter, then the signature's function. TF Serving leaves dtype and
 errors to the TensorFlow session ("Expects arg[0] to be string but float is provided");
 here they are checked up front so the message names the input, with the same status
 (INVALID_ARGUMENT).
+
+Sizes are checked on the request proto before any tensor is built: a TensorProto
+declares its shape separately from the values it carries, and building it fills the
+declared shape (a 41-byte request declaring [100000000] with one string value becomes
+10^8 strings, gigabytes, before any batch limit could be checked). So every input's
+declared dimensions must be non-negative, its batch (first dimension, where the
+signature leaves it open) at most max_batch_size, its element count at most
+max_batch_size * MAX_VALUES_PER_ROW, and the values it carries must be exactly as many
+as it declares (or one value repeated over at most max_batch_size elements, the form
+tf.make_tensor_proto(scalar, shape=[n]) writes).
 """
 from typing import Dict, List
 
@@ -17,6 +27,9 @@ from tensorflow_serving.apis import predict_pb2
 from recsys_tfx.serving import errors
 
 DEFAULT_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+# Values one row of an input may hold (e.g. a history window: trainer.history_length
+# items, 50 by default), so one input holds at most max_batch_size * this many.
+MAX_VALUES_PER_ROW = 1024
 # TF Serving's default response encoding (Tensor::AsProtoField) puts values in the typed
 # repeated field, not tensor_content, and clients often read e.g. `.float_val` directly.
 _VALUE_FIELDS = {
@@ -36,9 +49,12 @@ def run_predict(servable, request: predict_pb2.PredictRequest,
     # TF Serving's code for this is FAILED_PRECONDITION, not INVALID_ARGUMENT.
     raise errors.ServingError(grpc.StatusCode.FAILED_PRECONDITION,
                               f'Serving signature key "{name}" not found.')
-  inputs = _input_tensors(signature, request)
+  protos = _input_protos(signature, request)
   aliases = _output_aliases(signature, request.output_filter)
-  _check_batch_size(signature, inputs, max_batch_size)
+  for alias, proto in sorted(protos.items()):  # every input, before any tensor is built
+    _check_input(alias, proto, signature.inputs[alias], max_batch_size)
+  inputs = {alias: _input_tensor(alias, proto, signature.inputs[alias])
+            for alias, proto in protos.items()}
   outputs = _call(function, inputs)
 
   response = predict_pb2.PredictResponse()
@@ -65,7 +81,7 @@ def _names(keys) -> str:
   return "{" + ",".join(sorted(keys)) + "}"
 
 
-def _input_tensors(signature, request) -> Dict[str, tf.Tensor]:
+def _input_protos(signature, request) -> Dict[str, tensor_pb2.TensorProto]:
   sent, expected = set(request.inputs), set(signature.inputs)
   extra, missing = sent - expected, expected - sent - set(signature.defaults)
   if len(sent) > len(expected) or (len(sent) < len(expected) and not signature.defaults):
@@ -81,11 +97,8 @@ def _input_tensors(signature, request) -> Dict[str, tf.Tensor]:
     raise errors.invalid_argument(
         f"Missing but required: {_names(missing)} (only inputs with defaults may be left "
         f"out of {_names(expected)}).")
-  tensors = {}
-  for alias, info in signature.inputs.items():
-    proto = request.inputs[alias] if alias in request.inputs else signature.defaults[alias]
-    tensors[alias] = _input_tensor(alias, proto, info)
-  return tensors
+  return {alias: request.inputs[alias] if alias in request.inputs else signature.defaults[alias]
+          for alias in signature.inputs}
 
 
 def _dtype_name(dtype: int) -> str:
@@ -96,23 +109,92 @@ def _shape_text(shape: tensor_shape_pb2.TensorShapeProto) -> str:
   return "[" + ",".join("?" if d.size < 0 else str(d.size) for d in shape.dim) + "]"
 
 
-def _input_tensor(alias: str, proto, info) -> tf.Tensor:
+# The TensorProto field that holds each dtype's values, and how many entries one element
+# takes there (complex numbers are two).
+_PROTO_FIELDS = {
+    types_pb2.DT_STRING: ("string_val", 1), types_pb2.DT_FLOAT: ("float_val", 1),
+    types_pb2.DT_DOUBLE: ("double_val", 1), types_pb2.DT_INT64: ("int64_val", 1),
+    types_pb2.DT_INT32: ("int_val", 1), types_pb2.DT_INT16: ("int_val", 1),
+    types_pb2.DT_INT8: ("int_val", 1), types_pb2.DT_UINT8: ("int_val", 1),
+    types_pb2.DT_UINT16: ("int_val", 1), types_pb2.DT_UINT32: ("uint32_val", 1),
+    types_pb2.DT_UINT64: ("uint64_val", 1), types_pb2.DT_BOOL: ("bool_val", 1),
+    types_pb2.DT_HALF: ("half_val", 1), types_pb2.DT_BFLOAT16: ("half_val", 1),
+    types_pb2.DT_COMPLEX64: ("scomplex_val", 2), types_pb2.DT_COMPLEX128: ("dcomplex_val", 2),
+}
+
+
+def _values_sent(proto: tensor_pb2.TensorProto) -> int:
+  """How many elements the proto carries (not how many it declares); -1 when they
+  cannot be counted (a dtype without a value field, or tensor_content that is not a
+  whole number of elements)."""
+  content = len(proto.tensor_content)  # (each read of the field copies it)
+  if content:
+    if proto.dtype == types_pb2.DT_STRING:
+      return -1
+    size = tf.as_dtype(proto.dtype).size
+    return content // size if content % size == 0 else -1
+  field, per_element = _PROTO_FIELDS.get(proto.dtype, (None, 1))
+  if field is None:
+    return -1
+  count = len(getattr(proto, field))
+  return count // per_element if count % per_element == 0 else -1
+
+
+def _check_input(alias: str, proto, info, max_batch_size: int) -> None:
+  """Refuses (INVALID_ARGUMENT) an input of the wrong dtype or shape, or one whose tensor
+  would be too large or does not match the values it carries, from the proto alone:
+  nothing is allocated for it."""
   if proto.dtype != info.dtype:
     raise errors.invalid_argument(
         f"input '{alias}' has dtype {_dtype_name(proto.dtype)}; "
         f"the signature expects {_dtype_name(info.dtype)}")
+  if proto.tensor_shape.unknown_rank:
+    raise errors.invalid_argument(f"input '{alias}' has an unknown rank; send its shape")
+  dims = [d.size for d in proto.tensor_shape.dim]
+  if any(d < 0 for d in dims):
+    raise errors.invalid_argument(
+        f"input '{alias}' declares a negative dimension: {_dims_text(dims)}")
+  expected = info.tensor_shape
+  batched = expected.unknown_rank or (expected.dim and expected.dim[0].size < 0)
+  if batched and dims and dims[0] > max_batch_size:
+    # TF Serving's batching scheduler's message.
+    raise errors.invalid_argument(
+        f"Task size {dims[0]} is larger than maximum input batch size {max_batch_size} "
+        f"(input '{alias}')")
+  elements = 1
+  for d in dims:  # Python integers: no overflow, however large the declared dimensions
+    elements *= d
+  limit = max_batch_size * MAX_VALUES_PER_ROW
+  if elements > limit:
+    raise errors.invalid_argument(
+        f"input '{alias}' declares {_dims_text(dims)} = {elements:,} values; at most "
+        f"{limit:,} are accepted (max batch size {max_batch_size} x {MAX_VALUES_PER_ROW} "
+        "per row)")
+  sent = _values_sent(proto)
+  repeated = sent == 1 and elements <= max_batch_size  # one value filling a small shape
+  if sent != elements and not repeated:
+    carried = "values that cannot be counted" if sent < 0 else f"{sent:,} value(s)"
+    raise errors.invalid_argument(
+        f"tensor parsing error: {alias}: it declares shape {_dims_text(dims)} "
+        f"({elements:,} values) but carries {carried}")
+  expected_dims = [d.size for d in expected.dim]
+  if not expected.unknown_rank and (len(dims) != len(expected_dims) or any(
+      want >= 0 and want != got for want, got in zip(expected_dims, dims))):
+    raise errors.invalid_argument(
+        f"input '{alias}' has shape {_dims_text(dims)}; the signature expects "
+        f"{_shape_text(expected)} (rank {len(expected_dims)}, ? = any size)")
+
+
+def _dims_text(dims) -> str:
+  return "[" + ",".join(map(str, dims)) + "]"
+
+
+def _input_tensor(alias: str, proto, info) -> tf.Tensor:
+  """The tensor of an input that passed _check_input."""
   try:
     array = tf.make_ndarray(proto)
-  except Exception:  # malformed TensorProto (values do not fit the shape, ...)
+  except Exception:  # malformed TensorProto
     raise errors.invalid_argument(f"tensor parsing error: {alias}") from None
-  expected = info.tensor_shape
-  if not expected.unknown_rank:
-    dims = [d.size for d in expected.dim]
-    if len(array.shape) != len(dims) or any(
-        want >= 0 and want != got for want, got in zip(dims, array.shape)):
-      raise errors.invalid_argument(
-          f"input '{alias}' has shape [{','.join(map(str, array.shape))}]; the signature "
-          f"expects {_shape_text(expected)} (rank {len(dims)}, ? = any size)")
   return tf.constant(array, dtype=tf.as_dtype(info.dtype))
 
 
@@ -129,18 +211,6 @@ def _output_aliases(signature, output_filter) -> List[str]:
       raise errors.invalid_argument(f"duplicate output tensor alias: {alias}")
     aliases.append(alias)
   return aliases
-
-
-def _check_batch_size(signature, inputs: Dict[str, tf.Tensor], max_batch_size: int):
-  """Inputs whose first dimension is the batch (unknown in the signature) may hold at most
-  max_batch_size rows; the message is TF Serving's batching scheduler's."""
-  for alias, tensor in sorted(inputs.items()):
-    shape = signature.inputs[alias].tensor_shape
-    batched = shape.unknown_rank or (shape.dim and shape.dim[0].size < 0)
-    if batched and tensor.shape.rank and tensor.shape[0] > max_batch_size:
-      raise errors.invalid_argument(
-          f"Task size {tensor.shape[0]} is larger than maximum input batch size "
-          f"{max_batch_size} (input '{alias}')")
 
 
 def _call(function, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:

@@ -70,3 +70,57 @@ def assert_grpc_history_request_equals_saved_model(serving_dir: str, model) -> N
       device=tf.constant([""]))
   assert ids == [i.decode() for i in direct["item_ids"].numpy()[0]]
   np.testing.assert_allclose(scores, direct["scores"].numpy()[0], rtol=1e-5)
+
+
+# --- interrupted runs ----------------------------------------------------------------------
+
+# A run small enough to interrupt and resume in a test: ~3K synthetic interactions, one
+# epoch, no ranking stage (about 80 s to the RetrievalTrainer on 2 cores).
+SMALL_RUN_CONFIG = ("pipeline_name: recsys-resume\ndata: synthetic\n"
+                    "synthetic_interactions: 3000\nseed: 0\ntrainer:\n  epochs: 1\n"
+                    "ranking:\n  enabled: false\n")
+
+
+def small_run_command(tmp_root) -> List[str]:
+  """`recsys run` of SMALL_RUN_CONFIG under tmp_root (pipeline/, serving/, config)."""
+  import sys
+  config = os.path.join(str(tmp_root), "small.yaml")
+  with open(config, "w") as f:
+    f.write(SMALL_RUN_CONFIG)
+  recsys = os.path.join(os.path.dirname(sys.executable), "recsys")
+  return [recsys, "run", "--config", config, "--pipeline-root",
+          os.path.join(str(tmp_root), "pipeline"), "--serving-dir",
+          os.path.join(str(tmp_root), "serving")]
+
+
+def run_killed_during(command: List[str], log_path: str, component: str,
+                      seconds_in: float = 3.0, timeout: float = 900) -> bool:
+  """Starts `command` (in its own process group), waits until `component` has run for
+  `seconds_in` seconds, then SIGKILLs the whole group (Beam's workers too), as an OOM
+  kill or a power cut would. Returns whether it was killed while `component` ran (False
+  when the run finished or failed first)."""
+  import signal
+  import subprocess
+  import time
+  with open(log_path, "w") as log:
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+  started, deadline = None, time.monotonic() + timeout
+  try:
+    while time.monotonic() < deadline and process.poll() is None:
+      with open(log_path) as f:
+        text = f.read()
+      if f"<- {component} " in text:
+        return False  # it finished before the kill
+      if started is None and f"-> {component} started" in text:
+        started = time.monotonic()
+      if started is not None and time.monotonic() - started >= seconds_in:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        return True
+      time.sleep(0.2)
+    return False
+  finally:
+    if process.poll() is None:
+      os.killpg(process.pid, signal.SIGKILL)
+      process.wait()

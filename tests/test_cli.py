@@ -17,8 +17,19 @@ def _run(tmp_path, *args):
 def _file(directory, name, text, scheme="csv"):
   path = directory / name
   path.parent.mkdir(exist_ok=True)
-  path.write_text(text)
+  if isinstance(text, bytes):
+    path.write_bytes(text)
+  else:
+    path.write_text(text)
   return f"{scheme}:{path if scheme == 'csv' else path.parent}"
+
+
+def _rows(users: int, items: int, per_user: int, start: int = 978300760) -> str:
+  return "".join(f"u{u},i{(u + k) % items},{start + k}\n"
+                 for u in range(users) for k in range(per_user))
+
+
+HEADER = "user_id,item_id,timestamp\n"
 
 
 @pytest.mark.parametrize("make_input, expected", [
@@ -28,6 +39,19 @@ def _file(directory, name, text, scheme="csv"):
     (lambda d: _file(d, "ts.csv", "user_id,item_id,timestamp\nu,i,1\nu,j,yesterday\n"), "line 3"),
     (lambda d: _file(d, "ml/ratings.dat", "1,2,3,4\n", "movielens"), "ratings.dat line 1"),
     (lambda d: "parquet:" + str(d), "unknown data source"),
+    # implausible values: refused naming the line, before anything runs
+    (lambda d: _file(d, "wrap.csv", HEADER + _rows(20, 30, 5) + "u1,i1,99999999999999999999\n"),
+     "line 102: field 'timestamp'"),
+    (lambda d: _file(d, "neg.csv", HEADER + _rows(20, 30, 5) + "u1,i1,-5\n"), "line 102"),
+    (lambda d: _file(d, "long.csv", HEADER + _rows(20, 30, 5) + "u1," + "i" * 1_000_000 +
+                     ",978300760\n"), "at most 256 characters"),
+    (lambda d: _file(d, "enc.csv", (HEADER + _rows(20, 30, 5)).encode() + b"u\xff,i,1\n"),
+     "line 102: not valid utf-8 text"),
+    # too little data: refused saying how much is needed
+    (lambda d: _file(d, "one_user.csv", HEADER + _rows(1, 30, 20)), "1 user(s)"),
+    (lambda d: _file(d, "short.csv", HEADER + _rows(30, 30, 2)), "0 of them with 3+"),
+    (lambda d: _file(d, "few_items.csv", HEADER + _rows(30, 4, 5)), "4 distinct item(s)"),
+    (lambda d: _file(d, "dups.csv", HEADER + _rows(5, 30, 5) * 4), "5 user(s)"),
 ])
 def test_bad_input_stops_before_anything_is_written(tmp_path, capsys, make_input, expected):
   spec = make_input(tmp_path)
@@ -37,6 +61,28 @@ def test_bad_input_stops_before_anything_is_written(tmp_path, capsys, make_input
   assert err.startswith("error: ") and expected in err, err
   assert not root.exists()
   assert not (tmp_path / "serving").exists()
+
+
+def test_duplicates_refused_when_the_config_says_so(tmp_path, capsys):
+  config = tmp_path / "c.yaml"
+  config.write_text("ingest:\n  duplicates: refuse\n")
+  data = _file(tmp_path, "dups.csv", HEADER + _rows(20, 30, 5) * 2)
+  code, root = _run(tmp_path, "--config", str(config), "--data", data)
+  err = capsys.readouterr().err
+  assert code == 2 and "line 102: an exact duplicate of line 2" in err
+  assert not root.exists()
+
+
+@pytest.mark.parametrize("ingest, expected", [("duplicates: keep", "ingest.duplicates"),
+                                              ("min_year: 2200", "ingest.min_year"),
+                                              ("max_id_length: 0", "ingest.max_id_length")])
+def test_bad_ingest_settings_are_named(tmp_path, capsys, ingest, expected):
+  config = tmp_path / "c.yaml"
+  config.write_text(f"ingest:\n  {ingest}\n")
+  code, root = _run(tmp_path, "--config", str(config))
+  err = capsys.readouterr().err
+  assert code == 2 and expected in err
+  assert not root.exists()
 
 
 def test_unknown_config_key_is_named(tmp_path, capsys):

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import pandas as pd
 
-from recsys_tfx.schema.canonical import (UNKNOWN_GENRE, UNKNOWN_YEAR, InteractionData, Origin,
-                                       canonicalize, read_csv_table)
+from recsys_tfx.schema.canonical import (UNKNOWN_GENRE, UNKNOWN_YEAR, IngestConfig,
+                                         InteractionData, Origin, canonicalize, read_csv_table)
 
 
 def read_interactions_csv(path: str, items_path: str | None = None,
-                          users_path: str | None = None) -> InteractionData:
+                          users_path: str | None = None,
+                          ingest: IngestConfig | None = None) -> InteractionData:
   ids = {"user_id": str, "item_id": str}
   interactions = read_csv_table(path, dtype=ids)
   origins = {"interactions": Origin(path)}
   if items_path is None:
     if "item_id" in interactions.columns:  # (a missing column is reported by canonicalize)
-      item_ids = pd.unique(interactions["item_id"])
+      # stripped as canonicalize strips the interactions' ids (" i1" is "i1")
+      item_ids = pd.unique(interactions["item_id"].astype(str).str.strip())
     else:
       item_ids = []
     items = pd.DataFrame({"item_id": item_ids, "genres": UNKNOWN_GENRE, "title": "",
@@ -34,4 +36,4 @@ def read_interactions_csv(path: str, items_path: str | None = None,
   if users_path is not None:
     users = read_csv_table(users_path, dtype={"user_id": str})
     origins["users"] = Origin(users_path)
-  return canonicalize("csv", "interactions", interactions, items, users, origins)
+  return canonicalize("csv", "interactions", interactions, items, users, origins, ingest)

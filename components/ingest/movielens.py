@@ -20,8 +20,9 @@ import re
 import numpy as np
 import pandas as pd
 
-from recsys_tfx.schema.canonical import (UNKNOWN_GENRE, UNKNOWN_YEAR, DataError, InteractionData,
-                                       Origin, canonicalize, read_csv_table)
+from recsys_tfx.schema.canonical import (UNKNOWN_GENRE, UNKNOWN_YEAR, DataError, IngestConfig,
+                                         InteractionData, Origin, canonicalize, decode_error,
+                                         quote, read_csv_table)
 
 GENRES_100K = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
                "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
@@ -50,8 +51,11 @@ def read_fields(path: str, sep: str, names: tuple[str, ...],
   """Split a header-less file into string columns; row i of the frame is file line i + 1."""
   if not os.path.isfile(path):
     raise DataError(f"{path}: no such file")
-  with open(path, encoding=encoding, newline="") as f:
-    lines = f.read().split("\n")
+  try:
+    with open(path, encoding=encoding, newline="") as f:
+      lines = f.read().split("\n")
+  except UnicodeDecodeError:
+    raise decode_error(path, encoding) from None
   while lines and not lines[-1].strip():  # trailing blank lines
     lines.pop()
   if not lines:
@@ -69,7 +73,8 @@ def _check_columns(df: pd.DataFrame, path: str, expected: tuple[str, ...]) -> No
   missing = [c for c in expected if c not in df.columns]
   if missing:
     raise DataError(f"{path} line 1: expected a header with columns {','.join(expected)}, "
-                    f"got {','.join(map(str, df.columns))} (missing {', '.join(missing)})")
+                    f"got {quote(','.join(map(str, df.columns)), 200)} (missing "
+                    f"{', '.join(missing)})")
 
 
 def _ratings(df: pd.DataFrame) -> pd.DataFrame:
@@ -81,7 +86,7 @@ def _genres(s: pd.Series) -> pd.Series:
   return s.str.strip().replace({"(no genres listed)": UNKNOWN_GENRE, "": UNKNOWN_GENRE})
 
 
-def read_100k(directory: str) -> InteractionData:
+def read_100k(directory: str, ingest: IngestConfig | None = None) -> InteractionData:
   data_path, item_path, user_path = (os.path.join(directory, f)
                                      for f in ("u.data", "u.item", "u.user"))
   ratings = _ratings(read_fields(data_path, "\t", ("UserID", "MovieID", "Rating", "Timestamp")))
@@ -92,7 +97,7 @@ def read_100k(directory: str) -> InteractionData:
   if bad.any():
     row = int(np.argmax(bad))
     raise DataError(f"{item_path} line {row + 1}: expected 19 genre flags of 0 or 1, "
-                    f"got {'|'.join(flags.iloc[row])}")
+                    f"got {quote('|'.join(flags.iloc[row]))}")
   names = np.array(GENRES_100K, dtype=object)
   genres = ["|".join(names[r == "1"]) for r in flags.to_numpy()]
   year = parse_year(raw["Title"])
@@ -109,10 +114,10 @@ def read_100k(directory: str) -> InteractionData:
                           "occupation": raw["Occupation"]})
     origins["users"] = Origin(user_path, 1)
   schema = "movielens_users" if users is not None else "movielens"
-  return canonicalize("movielens-100k", schema, ratings, items, users, origins)
+  return canonicalize("movielens-100k", schema, ratings, items, users, origins, ingest)
 
 
-def read_1m(directory: str) -> InteractionData:
+def read_1m(directory: str, ingest: IngestConfig | None = None) -> InteractionData:
   data_path, item_path, user_path = (os.path.join(directory, f)
                                      for f in ("ratings.dat", "movies.dat", "users.dat"))
   ratings = _ratings(read_fields(data_path, "::", ("UserID", "MovieID", "Rating", "Timestamp")))
@@ -128,15 +133,15 @@ def read_1m(directory: str) -> InteractionData:
     if bad.any():
       row = int(np.argmax(bad))
       raise DataError(f"{user_path} line {row + 1}: field 'Occupation': expected a code "
-                      f"0..{len(OCCUPATIONS_1M) - 1}, got {raw['Occupation'].iloc[row]!r}")
+                      f"0..{len(OCCUPATIONS_1M) - 1}, got {quote(raw['Occupation'].iloc[row])}")
     users = pd.DataFrame({"user_id": raw["UserID"], "age": raw["Age"], "gender": raw["Gender"],
                           "occupation": np.array(OCCUPATIONS_1M, dtype=object)[code.astype(int)]})
     origins["users"] = Origin(user_path, 1)
   schema = "movielens_users" if users is not None else "movielens"
-  return canonicalize("movielens-1m", schema, ratings, items, users, origins)
+  return canonicalize("movielens-1m", schema, ratings, items, users, origins, ingest)
 
 
-def read_latest(directory: str) -> InteractionData:
+def read_latest(directory: str, ingest: IngestConfig | None = None) -> InteractionData:
   data_path = os.path.join(directory, "ratings.csv")
   item_path = os.path.join(directory, "movies.csv")
   ratings = read_csv_table(data_path, dtype={"userId": str, "movieId": str})
@@ -148,7 +153,7 @@ def read_latest(directory: str) -> InteractionData:
   small = "small" in os.path.basename(os.path.normpath(directory))
   name = "movielens-latest-small" if small else "movielens-latest"
   return canonicalize(name, "movielens", _ratings(ratings), items, None,
-                      {"interactions": Origin(data_path), "items": Origin(item_path)})
+                      {"interactions": Origin(data_path), "items": Origin(item_path)}, ingest)
 
 
 def detect_layout(directory: str) -> str:
@@ -164,7 +169,7 @@ def detect_layout(directory: str) -> str:
                   f"{', '.join(LAYOUTS)} (100K, 1M, latest)")
 
 
-def read_movielens(path: str) -> InteractionData:
+def read_movielens(path: str, ingest: IngestConfig | None = None) -> InteractionData:
   """Read a MovieLens 100K, 1M or latest(-small) directory."""
   layout = detect_layout(path)
-  return {"100k": read_100k, "1m": read_1m, "latest": read_latest}[layout](path)
+  return {"100k": read_100k, "1m": read_1m, "latest": read_latest}[layout](path, ingest)

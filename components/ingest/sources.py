@@ -13,24 +13,26 @@ import os
 
 from recsys_tfx.components.ingest import synthetic
 from recsys_tfx.components.ingest.csv_source import read_interactions_csv
-from recsys_tfx.schema.canonical import DataError, InteractionData
+from recsys_tfx.schema.canonical import DataError, IngestConfig, InteractionData
 from recsys_tfx.components.ingest.movielens import read_movielens
 
 SCHEMES = ("synthetic", "synthetic:<n_interactions>", "movielens:<dir>", "csv:<file or dir>")
 
 
-def _csv(path: str) -> InteractionData:
+def _csv(path: str, ingest: IngestConfig | None) -> InteractionData:
   if not os.path.isdir(path):
-    return read_interactions_csv(path)
+    return read_interactions_csv(path, ingest=ingest)
   side = {t: os.path.join(path, f"{t}.csv") for t in ("items", "users")}
   return read_interactions_csv(os.path.join(path, "interactions.csv"),
-                               *(p if os.path.isfile(p) else None for p in side.values()))
+                               *(p if os.path.isfile(p) else None for p in side.values()),
+                               ingest=ingest)
 
 
 def load_source(spec: str, *, synthetic_interactions: int | None = None,
-                seed: int = 0) -> InteractionData:
+                seed: int = 0, ingest: IngestConfig | None = None) -> InteractionData:
   """Load the data source `spec` names (see the module docstring). `seed` and
-  `synthetic_interactions` apply to the synthetic world only; a count in the spec wins."""
+  `synthetic_interactions` apply to the synthetic world only; a count in the spec wins.
+  `ingest` sets what input is plausible (timestamps, ids, duplicates) for files read."""
   scheme, _, arg = spec.partition(":")
   if scheme == "synthetic":
     if arg:
@@ -46,5 +48,5 @@ def load_source(spec: str, *, synthetic_interactions: int | None = None,
     except ValueError as e:
       raise DataError(f"data source {spec!r}: {e}") from None
   if scheme in ("movielens", "csv") and arg:
-    return read_movielens(arg) if scheme == "movielens" else _csv(arg)
+    return read_movielens(arg, ingest) if scheme == "movielens" else _csv(arg, ingest)
   raise DataError(f"unknown data source {spec!r}: expected one of {', '.join(SCHEMES)}")

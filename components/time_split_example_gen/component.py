@@ -29,18 +29,21 @@ class TimeSplitExampleGen(FileBasedExampleGen):
 
   def __init__(self, input_base: str, schema_file: str, seed: int = 0,
                min_interactions_to_hold_out: int = MIN_INTERACTIONS_TO_HOLD_OUT,
-               history_length: int = 0):
+               history_length: int = 0, code_version: str = ""):
     """Args:
       input_base: the canonical data directory (a local path or a bucket URI).
       schema_file: the curated schema.pbtxt the examples are typed by.
       seed: seeds the tie-break between equal timestamps.
       min_interactions_to_hold_out: users with fewer interactions stay wholly in train.
       history_length: > 0 writes each example's `history` of that many earlier items.
+      code_version: a fingerprint of the project's code (pipeline/run_state.py); part of
+        TFX's cache key only.
 
     Raises:
       ValueError: naming the argument that is out of range.
     """
-    options = Options(schema_file, seed, min_interactions_to_hold_out, history_length)
+    options = Options(schema_file, seed, min_interactions_to_hold_out, history_length,
+                      code_version)
     super().__init__(input_base=input_base, input_config=input_config(),
                      output_config=output_config(), custom_config=dataclasses.asdict(options))
 

@@ -13,6 +13,9 @@ class Options:
   seed: int = 0  # of the tie-break between equal timestamps
   min_interactions_to_hold_out: int = MIN_INTERACTIONS_TO_HOLD_OUT
   history_length: int = 0  # > 0: each example carries the ids of that many earlier items
+  # A fingerprint of the code that makes the examples and everything downstream; unused by
+  # the executor, it is part of TFX's cache key, so outputs of other code are not reused.
+  code_version: str = ""
 
   def __post_init__(self):
     if not self.schema_file:

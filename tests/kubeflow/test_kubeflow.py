@@ -257,3 +257,49 @@ def test_server_errors_are_one_line(spec, kf):
     with pytest.raises(KfpError) as e:
       kf_schedule.schedule(KfpClient(HttpTransport(server.host)), spec, kf.schedule)
   assert "HTTP 500: database is down" in str(e.value) and "\n" not in str(e.value)
+
+
+def _with_credentials(host: str, user: str = "admin", password: str = "s3cret-pw") -> str:
+  return host.replace("http://", f"http://{user}:{password}@")
+
+
+def test_credentials_in_host_are_masked_in_the_dry_run(spec_file, capsys):
+  with FakeKfp() as server:
+    code = recsys("kubeflow", "schedule", "--config", KUBEFLOW_YAML, "--spec", spec_file,
+                  "--host", _with_credentials(server.host), "--dry-run")
+  out, err = capsys.readouterr()
+  assert code == 0 and server.requests == []
+  assert "s3cret-pw" not in out + err and "admin:" not in out + err
+  masked = server.host.replace("http://", "http://***:***@")
+  assert f"POST {masked}/apis/v2beta1/recurringruns" in out
+
+
+def test_credentials_in_host_are_sent_as_basic_auth_but_never_printed(spec_file, capsys):
+  import base64
+  with FakeKfp() as server:
+    code = recsys("kubeflow", "schedule", "--config", KUBEFLOW_YAML, "--spec", spec_file,
+                  "--host", _with_credentials(server.host))
+  out, err = capsys.readouterr()
+  assert code == 0 and "s3cret-pw" not in out + err
+  assert json.loads(out)["host"] == server.host.replace("http://", "http://***:***@")
+  expected = "Basic " + base64.b64encode(b"admin:s3cret-pw").decode()
+  assert all(r["headers"].get("Authorization") == expected for r in server.requests)
+
+
+@pytest.mark.parametrize("failure", ["unreachable", "server error", "not a url"])
+def test_credentials_in_host_are_masked_in_errors(spec_file, capsys, failure):
+  with FakeKfp() as server:
+    host = _with_credentials(server.host)
+    if failure == "server error":
+      server.route = lambda r: (500, {"code": 13, "message": "no such user admin:s3cret-pw"})
+      code = recsys("kubeflow", "schedule", "--config", KUBEFLOW_YAML, "--spec", spec_file,
+                    "--host", host)
+  if failure == "unreachable":
+    code = recsys("kubeflow", "schedule", "--config", KUBEFLOW_YAML, "--spec", spec_file,
+                  "--host", host)
+  elif failure == "not a url":
+    code = recsys("kubeflow", "schedule", "--config", KUBEFLOW_YAML, "--spec", spec_file,
+                  "--host", "admin:s3cret-pw@kfp.example.com")
+  err = capsys.readouterr().err
+  assert code == 2 and err.startswith("error: ")
+  assert "s3cret-pw" not in err, err

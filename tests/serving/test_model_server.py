@@ -19,6 +19,9 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2, prediction_log_pb2,
                                      prediction_service_pb2_grpc)
 
+import serving_toys
+from recsys_tfx.schema import push_manifest
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 K = 3
 POLL_SECONDS = 0.2
@@ -118,14 +121,17 @@ def save_variables_only(path: str, version: int) -> None:
   shutil.rmtree(path + ".full")
 
 
-def push(model_base, name: str, version: int, save=save_toy) -> str:
-  """Writes a version next to its target under a name that is not a version number, then
-  renames it into place, so the server never sees half a version."""
+def push(model_base, name: str, version: int, save=save_toy, marker: bool = True) -> str:
+  """As the pipeline's pusher does: writes a version next to its target under a name that
+  is not a version number, writes the completion marker last, then renames it into place,
+  so the server never sees half a version."""
   model_dir = os.path.join(str(model_base), name)
   os.makedirs(model_dir, exist_ok=True)
   staging = os.path.join(model_dir, f".tmp-{version}")
   final = os.path.join(model_dir, str(version))
   save(staging, version)
+  if marker:
+    push_manifest.write_marker(staging)
   os.rename(staging, final)
   return final
 
@@ -218,7 +224,8 @@ def model_base(tmp_path_factory):
 def server(model_base, tmp_path_factory):
   run_dir = tmp_path_factory.mktemp("server")
   ready_file, log_path = run_dir / "ready.json", run_dir / "server.log"
-  command = [sys.executable, "-m", "serving.model_server", "--model-base", str(model_base),
+  command = [sys.executable, "-m", "recsys_tfx.serving.cli_commands", "serve", "--model-base",
+             str(model_base),
              "--port", "0", "--poll-seconds", str(POLL_SECONDS),
              "--max-batch-size", str(MAX_BATCH), "--ready-file", str(ready_file)]
   with open(log_path, "w") as log:
@@ -244,7 +251,8 @@ def server(model_base, tmp_path_factory):
 # --- serving -------------------------------------------------------------------------------
 
 def test_ready_line_names_the_models_and_the_port(server):
-  assert f"serving scann v1, toy v1, warm v1 on 127.0.0.1:{server.port}\n" in server.log()
+  assert f"serving scann v1, toy v1, warm v1 on 127.0.0.1:{server.port} (plaintext)\n" \
+      in server.log()
 
 
 def test_predict_equals_the_saved_model_called_in_process(server, model_base):
@@ -496,3 +504,168 @@ def test_version_retried_once_its_files_change(server, model_base, tmp_path):
       shutil.move(os.path.join(complete, entry), os.path.join(partial, entry))
   wait_for(lambda: server.available(name) == [2], "the completed version 2 to be served")
   assert server.predict(predict_request(name, USERS)).model_spec.version.value == 2
+
+
+# --- versions that arrive slowly -----------------------------------------------------------
+
+def _save_vocab_toy(path: str, version: int) -> None:
+  serving_toys.save_vocab_toy(path, version)
+
+
+@pytest.mark.parametrize("marker", [True, False],
+                         ids=["pushed version copied by hand, marker first",
+                              "version without a completion marker"])
+def test_half_copied_version_is_never_served(server, model_base, tmp_path, marker):
+  """The failure: a version copied in file by file, its assets/user_id written up to a
+  line boundary when the server polls, was loaded, served every user past the cut as
+  unknown, and never reloaded. Here the old version must answer throughout the copy and
+  the new one from the poll after it completes, with every answer right."""
+  name = "vocab_marked" if marker else "vocab_unmarked"
+  push(model_base, name, 1, _save_vocab_toy)
+  wait_for(lambda: server.available(name) == [1], "version 1 to be served")
+  source = str(tmp_path / "version2")
+  serving_toys.save_vocab_toy(source, 2)
+  if marker:
+    push_manifest.write_marker(source)
+  users = serving_toys.vocab_users()
+  # Half from each side of the cut: a half-copied vocabulary answers the second half -1.
+  asked = users[:MAX_BATCH // 2] + users[-MAX_BATCH // 2:]
+  expected = [users.index(u) for u in asked]
+  answers, failures, wrong = [], [], []
+  stop = threading.Event()
+
+  def client():
+    while not stop.is_set():
+      try:
+        got = outputs(server.predict(predict_request(name, {"user_id": asked})))
+      except grpc.RpcError as e:
+        failures.append(f"{e.code()}: {e.details()}")
+        continue
+      version = int(got["version"][0])
+      if got["user_index"].tolist() != expected:
+        wrong.append((version, got["user_index"].tolist()))
+      answers.append((time.monotonic(), version))
+
+  threads = [threading.Thread(target=client) for _ in range(2)]
+  for thread in threads:
+    thread.start()
+  steps = []
+  try:
+    # With a marker the copy may pause for many polls; without one it must keep changing
+    # between polls (a longer pause is the unmarked case's limit: see
+    # test_model_manager's reload test).
+    serving_toys.copy_in_failure_order(
+        source, str(model_base / name / "2"), pause=POLL_SECONDS * 3 if marker
+        else POLL_SECONDS / 5, on_step=lambda step: steps.append((time.monotonic(), step)))
+    complete = steps[-1][0]
+    wait_for(lambda: answers and answers[-1][1] == 2, "version 2 to answer")
+  finally:
+    stop.set()
+    for thread in threads:
+      thread.join()
+
+  assert failures == [] and wrong == []
+  before = [version for at, version in answers if at < complete]
+  assert len(before) > 20 and set(before) == {1}, "the old version answered throughout"
+  first_new = min(at for at, version in answers if version == 2)
+  assert first_new >= complete
+  assert first_new - complete < 20 * POLL_SECONDS + 5, "the new version once it is complete"
+  assert f"not loading {name} version 2 yet" in server.log()
+
+
+def test_deleting_the_live_version_is_a_logged_rollback(server, model_base):
+  push(model_base, "rolled", 1)
+  push(model_base, "rolled", 2)
+  wait_for(lambda: server.available("rolled") == [2], "version 2 to be served")
+  shutil.rmtree(model_base / "rolled" / "2")
+  wait_for(lambda: server.available("rolled") == [1], "the rollback to version 1")
+  assert server.predict(predict_request("rolled", USERS)).model_spec.version.value == 1
+  log = server.log()
+  assert "swapped rolled from version 2 to version 1" in log
+  assert f"rollback: the served version 2 was removed from {model_base / 'rolled'}" in log
+
+
+# --- hostile requests ----------------------------------------------------------------------
+
+_declared = serving_toys.declared_tensor
+
+
+HOSTILE = {
+    "41 bytes declaring 10^8 strings": (
+        {"user_id": _declared([100_000_000])},
+        f"Task size 100000000 is larger than maximum input batch size {MAX_BATCH}"),
+    "dimensions whose product overflows int64": (
+        {"user_id": _declared([1, 2 ** 62, 2 ** 62])},
+        "declares [1,4611686018427387904,4611686018427387904] = 21,267,647,932,558,653,966,"
+        "460,912,964,485,513,216 values"),
+    "a negative dimension": ({"user_id": _declared([-5])}, "negative dimension"),
+    "fewer values than declared": (
+        {"user_id": _declared([MAX_BATCH], [b"a", b"b", b"c"])},
+        "declares shape [8] (8 values) but carries 3 value(s)"),
+    "one value over a batch above the limit": (
+        {"user_id": _declared([MAX_BATCH + 1])},
+        f"Task size {MAX_BATCH + 1} is larger than maximum input batch size {MAX_BATCH}"),
+    "tensor_content that is not whole elements": (
+        {"user_id": _declared([1], [b"u"]),
+         "hour": _declared([1], dtype=types_pb2.DT_INT64, content=b"\0" * 7)},
+        "carries values that cannot be counted"),
+}
+
+
+def test_hostile_requests_are_refused_before_any_tensor_is_built(server):
+  pid = server.process.pid
+  idle = serving_toys.status_kib(pid, "VmRSS")
+  with open(f"/proc/{pid}/clear_refs", "w") as f:
+    f.write("5")  # resets the peak (VmHWM) to the current RSS
+  for case, (inputs, message) in HOSTILE.items():
+    signature = "recommend_with_context" if "hour" in inputs else ""
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as raised:
+      server.predict(predict_request("toy", inputs, signature=signature))
+    assert raised.value.code() == INVALID, case
+    assert message in raised.value.details(), (case, raised.value.details())
+    assert time.monotonic() - started < 2, case
+  with pytest.raises(grpc.RpcError) as raised:  # over the 1 MiB default: gRPC refuses it
+    server.predict(predict_request("toy", {"user_id": ["x" * (5 << 20)]}))
+  assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+  peak = serving_toys.status_kib(pid, "VmHWM")
+  assert peak - idle < 64 * 1024, f"peak RSS {peak} KiB vs {idle} KiB idle"
+  assert outputs(server.predict(predict_request("toy", USERS)))["item_ids"].shape == (2, K)
+
+
+def test_max_receive_message_size_is_configurable(model_base):
+  from recsys_tfx.serving.model_server import ModelServer
+  served = ModelServer(str(model_base), port=0, poll_seconds=60, max_receive_mb=0.5).start()
+  try:
+    with grpc.insecure_channel(served.address) as channel:
+      stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+      small = stub.Predict(predict_request("toy", {"user_id": ["x" * (400 << 10)]}),
+                           timeout=RPC_TIMEOUT)
+      assert small.model_spec.version.value == 1
+      with pytest.raises(grpc.RpcError) as raised:
+        stub.Predict(predict_request("toy", {"user_id": ["x" * (600 << 10)]}),
+                     timeout=RPC_TIMEOUT)
+      assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+  finally:
+    served.stop(grace=1)
+
+
+def test_server_logs_reach_stderr_even_after_absl_configured_logging(model_base, tmp_path):
+  """absl's first log call installs a WARNING root handler (importing TFX or TFMA makes
+  one); `logging.basicConfig(level=INFO)` then did nothing and every swap went unlogged."""
+  ready_file, log_path = tmp_path / "ready.json", tmp_path / "server.log"
+  code = ("import sys, absl.logging; absl.logging.info('before the server'); "
+          "from recsys_tfx import cli; sys.exit(cli.main(sys.argv[1:]))")
+  command = [sys.executable, "-c", code, "serve", "--model-base", str(model_base), "--port",
+             "0", "--ready-file", str(ready_file)]
+  with open(log_path, "w") as log:
+    process = subprocess.Popen(command, cwd=str(tmp_path), stdout=log,
+                               stderr=subprocess.STDOUT)
+  try:
+    wait_for(lambda: ready_file.exists() or process.poll() is not None, "the server to start",
+             timeout=120)
+  finally:
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+  text = log_path.read_text()
+  assert "INFO recsys_tfx.serving.model_manager: serving toy version 1 (loaded in" in text, text

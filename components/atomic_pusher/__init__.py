@@ -1,0 +1,1 @@
+"""AtomicPusher: component.py (the typed component), executor.py (its work)."""
