@@ -11,6 +11,8 @@
                     -> RankingValidator (TFMA report, vs LatestBlessedRankingModel)
                     -> RankingGate (beats the retrieval order? the last blessed ranker?)
                     -> RankingPusher (AtomicPusher: only a blessed ranker)
+  -> RecommenderComposer (after the pushers: the live retrieval + ranking versions composed
+                          into one `recommender` servable, the whole funnel in one Predict)
 """
 from typing import List, Optional
 
@@ -21,6 +23,7 @@ from recsys_tfx.components.atomic_pusher.component import AtomicPusher
 from recsys_tfx.components.blessing_report.component import BlessingReport
 from recsys_tfx.components.ranking_eval_examples.component import RankingEvalExamples
 from recsys_tfx.components.ranking_gate.component import RankingGate
+from recsys_tfx.components.recommender_composer.component import RecommenderComposer
 from recsys_tfx.components.retrieval_evaluator.component import RetrievalEvaluator
 from recsys_tfx.components.time_split_example_gen.component import TimeSplitExampleGen
 from recsys_tfx.pipeline import configs, model_validation
@@ -134,6 +137,7 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
   retrieval_pusher.add_upstream_node(retrieval_evaluator)
   components += [retrieval_baseline, retrieval_validator, retrieval_report, retrieval_pusher]
 
+  ranking_pusher = None
   if config.ranking.enabled:
     # The ranker is judged on the held-out users' candidate lists from this run's
     # retrieval model: TFMA reports, the RankingGate decides (it must beat the retrieval
@@ -158,9 +162,17 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
         min_rerank_lift=config.validation.min_rerank_lift,
         max_regression=config.validation.max_ranking_regression)
     gate.add_upstream_node(ranking_validator)  # TFMA's report first, in the run's order
+    ranking_pusher = _pusher("Ranking", ranking_trainer, gate.outputs["blessing"],
+                             config.push_dir(RANKING_MODEL))
     components += [ranking_trainer, ranking_examples, ranking_baseline, ranking_validator,
-                   gate, _pusher("Ranking", ranking_trainer, gate.outputs["blessing"],
-                                 config.push_dir(RANKING_MODEL))]
+                   gate, ranking_pusher]
+
+  # Composes what is live after this run's pushes (a ranker refused now leaves the last
+  # blessed one live), so it runs whichever stage was pushed.
+  components.append(RecommenderComposer(
+      retrieval_pushed=retrieval_pusher.outputs["pushed_model"],
+      ranking_pushed=ranking_pusher.outputs["pushed_model"] if ranking_pusher else None,
+      serving_dir=configs.resolve(config.serving_dir), data_dir=data_dir))
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,

@@ -127,6 +127,20 @@ def _origins(name: str, origins: Mapping[str, Origin] | None) -> dict[str, Origi
   return {t: given.get(t, Origin(f"{t} table of '{name}'", None)) for t in _TABLES}
 
 
+def parse_genres(text) -> tuple[str, ...]:
+  """"Action|Comedy" -> ("Action", "Comedy"), in the order the source lists them (the
+  first is the primary genre, the one the serving rules cap); UNKNOWN_GENRE -> ()."""
+  tokens = [t.strip() for t in str(text or "").split("|")]
+  return tuple(t for t in tokens if t and t != UNKNOWN_GENRE)
+
+
+def newest_year(years) -> int | None:
+  """The catalogue's newest release year, whose items the serving rules call fresh
+  (UNKNOWN_YEAR ignored); None when no year is known."""
+  known = [int(y) for y in years if int(y) != UNKNOWN_YEAR]
+  return max(known) if known else None
+
+
 def hour_of_day(timestamps) -> np.ndarray:
   """UTC hour (0..23) of epoch seconds."""
   return (np.asarray(timestamps, dtype=np.int64) // 3600) % 24

@@ -31,6 +31,29 @@ RANKING_SIGNATURE = DEFAULT_SIGNATURE  # user_id, item_id, source_scores, source
 SCORE_EXAMPLES = "score_examples"  # examples -> scores (TFMA)
 # The ranker's CANDIDATE_SOURCES signature names the sources it was trained with; the
 # funnel uses it only with a retrieval model of the same sources.
+# Signatures of the recommender SavedModel (the whole funnel, one Predict):
+#   serving_default(user_id, <context>)                      top DEFAULT_K, default rules
+#   recommend(user_id, <context>, <knobs>)                   the rules' knobs as inputs
+#   recommend_with_history(user_id, history, <context>, <knobs>)  retrieval by history
+#   composition()                 which retrieval and ranking versions it composes
+RECOMMEND = "recommend"
+COMPOSITION = "composition"
+# The knobs: k (int32), max_per_genre (int32, 0 = no cap), fresh_boost (float32, 0 = off),
+# boost_mode (string, "add" | "multiply"); scalars. TF 2.16 saves no default values for
+# signature inputs, so serving_default fixes them at DEFAULT_K, DEFAULT_MAX_PER_GENRE, 0.
+RECOMMENDER_KNOBS = ("k", "max_per_genre", "fresh_boost", "boost_mode")
+DEFAULT_K = 10
+DEFAULT_MAX_PER_GENRE = 3
+# Its outputs [batch, k]: ITEM_IDS ("" past the end), these scores and 1-based retrieval
+# ranks; and [batch] counts of what each rule did over all the candidates.
+RETRIEVAL_SCORES, RANKING_SCORES, FINAL_SCORES = (
+    "retrieval_scores", "ranking_scores", "final_scores")  # ranking: NaN when off
+RETRIEVAL_RANKS = "retrieval_ranks"
+RULE_COUNTS = {"retrieved": "retrieved", "seen": "seen_dropped",
+               "fresh_boost": "fresh_boosted", "genre_cap": "genre_capped"}
+# composition()'s outputs, also written as JSON (COMPOSITION_FILE): retrieval_version,
+# ranking_version (-1: none served), ranking_live (0/1), ranking (why, in words).
+COMPOSITION_FILE = "assets.extra/composition.json"
 
 # Input names; every other input of a signature is a context feature (e.g. hour, device).
 USER_ID = "user_id"

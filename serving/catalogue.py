@@ -12,9 +12,6 @@ import pandas as pd
 
 from recsys_tfx.schema import canonical
 
-_NO_GENRE = canonical.UNKNOWN_GENRE  # what the canonical table holds when a source has none
-
-
 @dataclasses.dataclass(frozen=True)
 class Item:
   title: str = ""
@@ -25,12 +22,6 @@ class Item:
   def primary_genre(self) -> Optional[str]:
     """The first genre listed, the one the diversity cap counts; None when unknown."""
     return self.genres[0] if self.genres else None
-
-
-def parse_genres(text) -> Tuple[str, ...]:
-  """"Action|Comedy" -> ("Action", "Comedy"); the "unknown" placeholder -> ()."""
-  tokens = [t.strip() for t in str(text or "").split("|")]
-  return tuple(t for t in tokens if t and t != _NO_GENRE)
 
 
 class Catalogue:
@@ -57,10 +48,9 @@ class Catalogue:
 
   def newest_items(self) -> FrozenSet[str]:
     """Items released in the catalogue's newest year (unknown years ignored)."""
-    years = [item.year for item in self._items.values() if item.year != canonical.UNKNOWN_YEAR]
-    if not years:
+    newest = canonical.newest_year(item.year for item in self._items.values())
+    if newest is None:
       return frozenset()
-    newest = max(years)
     return frozenset(i for i, item in self._items.items() if item.year == newest)
 
   @classmethod
@@ -71,7 +61,7 @@ class Catalogue:
     titles = items["title"] if "title" in items else pd.Series("", index=items.index)
     genres = items["genres"] if "genres" in items else pd.Series("", index=items.index)
     years = items["year"] if "year" in items else pd.Series(0, index=items.index)
-    by_id = {str(i): Item("" if pd.isna(t) else str(t), parse_genres(g), int(y))
+    by_id = {str(i): Item("" if pd.isna(t) else str(t), canonical.parse_genres(g), int(y))
              for i, t, g, y in zip(items["item_id"], titles, genres, years.fillna(0))}
     seen: Dict[str, FrozenSet[str]] = {}
     if interactions is not None:

@@ -5,9 +5,11 @@
                    [--json] [--target 127.0.0.1:8500] [--data-dir runs/demo/data/synthetic]
   recsys export-serving-config --model-base serving_models [--out DIR]
 
-`recommend` runs the three-stage funnel (serving/funnel.py) against a model server over
-gRPC; --data-dir (the canonical data the pipeline wrote) adds titles, drops items the
-user has seen and caps items per genre. Errors print one line and exit 2 when the
+`recommend` runs the three-stage funnel against a model server over gRPC: one Predict to
+the `recommender` servable when one is served (serving/one_call.py), else retrieval and
+ranking calls with the rules in Python (serving/funnel.py); --data-dir (the canonical
+data the pipeline wrote) adds titles, and for the two-call funnel drops items the user
+has seen and caps items per genre (the recommender has those tables inside). Errors print one line and exit 2 when the
 request or the set-up is wrong (no server, bad k); 1 when the server fails a request.
 """
 import argparse
@@ -141,6 +143,7 @@ def _recommend(args) -> int:
   from recsys_tfx.serving.catalogue import Catalogue
   from recsys_tfx.serving import client as client_lib
   from recsys_tfx.serving import funnel as funnel_lib
+  from recsys_tfx.serving import one_call
   from recsys_tfx.serving.client import PredictionClient, RequestFailed, ServerUnavailable
   from recsys_tfx.serving.funnel import Funnel, FunnelConfig, FunnelError
   target = args.target or client_lib.DEFAULT_TARGET
@@ -161,14 +164,19 @@ def _recommend(args) -> int:
                           ranking_model=args.ranking_model, ca_cert=args.ca_cert,
                           client_cert=args.client_cert, client_key=args.client_key,
                           token_file=args.auth_token_file) as client:
-      funnel = Funnel(client, catalogue, config)
-      funnel.check_k(args.k)
       history = args.history.split(",") if args.history is not None else None
+      if args.two_call:
+        funnel = Funnel(client, catalogue, config)
+      else:
+        funnel = one_call.choose_funnel(client, catalogue, config, args.recommender_model,
+                                        with_history=history is not None)
+      funnel.check_k(args.k)
       results = [funnel.recommend(user, args.k, context, history=history)
                  for user in args.user]
-      versions = {m: client.available_version(m) for m in (args.retrieval_model,
-                                                           args.ranking_model)}
-      return results, versions, funnel.stages()
+      models = [args.retrieval_model, args.ranking_model]
+      if isinstance(funnel, one_call.OneCallFunnel):
+        models.append(args.recommender_model)
+      return results, {m: client.available_version(m) for m in models}, funnel.stages()
 
   embedded = None
   try:
@@ -219,13 +227,13 @@ def show_recommendations(model_base: str, data_dir: str, users: int = 3, k: int 
   the pushed models, in this process, called as `recsys recommend` calls it."""
   from recsys_tfx.serving.catalogue import Catalogue
   from recsys_tfx.serving.client import PredictionClient, RequestFailed
-  from recsys_tfx.serving.funnel import Funnel
   from recsys_tfx.serving.model_server import ModelServer
+  from recsys_tfx.serving.one_call import choose_funnel
   catalogue = Catalogue.from_canonical(data_dir)
   server = ModelServer(model_base, port=0).start()
   try:
     with PredictionClient(server.address) as client:
-      funnel = Funnel(client, catalogue)
+      funnel = choose_funnel(client, catalogue)
       print(f"\nServed recommendations (the funnel over gRPC from {model_base}, as "
             f"`recsys recommend --user U --data-dir {data_dir}` gives them):")
       print(format_stages(funnel.stages()))
@@ -277,6 +285,12 @@ def _add_recommend(sub) -> None:
   p.add_argument("--keep-seen", action="store_true", help="do not drop items already seen")
   p.add_argument("--retrieval-model", default="retrieval")
   p.add_argument("--ranking-model", default="ranking")
+  p.add_argument("--recommender-model", default="recommender",
+                 help="the whole funnel in one servable: used (one Predict per user) when "
+                      "it is served and can answer the request (default recommender)")
+  p.add_argument("--two-call", action="store_true",
+                 help="call retrieval and ranking separately even when a recommender is "
+                      "served")
   p.set_defaults(func=_recommend)
 
 

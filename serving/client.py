@@ -266,7 +266,7 @@ class PredictionClient:
   def context_features(self, model: str, signature: str) -> Set[str]:
     """A signature's inputs other than the ids: the context it takes (e.g. hour, device)."""
     return set(self.signature_inputs(model, signature)) - set(contract.ID_INPUTS) - {
-        contract.SOURCE_SCORES, contract.SOURCE_RANKS}
+        contract.SOURCE_SCORES, contract.SOURCE_RANKS} - set(contract.RECOMMENDER_KNOBS)
 
   def check_context(self, context: Optional[Mapping[str, object]],
                     ranking: bool = True) -> None:
@@ -280,7 +280,7 @@ class PredictionClient:
       raise ValueError(f"context feature(s) {unexpected} are not inputs of the models "
                        f"(their context features: {', '.join(sorted(accepted)) or 'none'})")
 
-  def _request_inputs(self, model: str, signature: str, rows: int,
+  def request_inputs(self, model: str, signature: str, rows: int,
                       given: Mapping[str, object], context: Optional[Mapping[str, object]],
                       strict: bool) -> Dict[str, object]:
     """The signature's inputs for `rows` rows: `given` columns as they are, each context
@@ -333,7 +333,7 @@ class PredictionClient:
     first k of them. With `history` (item ids, oldest first) a model that reads history
     answers from it instead of the user's stored history (HISTORY_SIGNATURE)."""
     signature, given = self._query(user_id, history, self.retrieval_signature)
-    inputs = self._request_inputs(self.retrieval_model, signature, 1, given, context, strict)
+    inputs = self.request_inputs(self.retrieval_model, signature, 1, given, context, strict)
     out = self.predict(self.retrieval_model, inputs, signature)
     ids, scores = out["item_ids"][0], out["scores"][0]
     if k is not None:
@@ -359,7 +359,7 @@ class PredictionClient:
       ids, scores = self.retrieve(user_id, context, strict=strict, history=history)
       return Candidates(ids, scores, None, None)
     signature, given = self._query(user_id, history, by_user)
-    inputs = self._request_inputs(self.retrieval_model, signature, 1, given, context, strict)
+    inputs = self.request_inputs(self.retrieval_model, signature, 1, given, context, strict)
     out = self.predict(self.retrieval_model, inputs, signature)
     return Candidates(_text(out[contract.ITEM_IDS][0]),
                       np.asarray(out[contract.SCORES][0], np.float32),
@@ -382,7 +382,7 @@ class PredictionClient:
                          "their source scores and ranks (from the candidates_* signatures)")
       given[contract.SOURCE_SCORES] = np.asarray(source_scores, np.float32)
       given[contract.SOURCE_RANKS] = np.asarray(source_ranks, np.float32)
-    inputs = self._request_inputs(self.ranking_model, self.ranking_signature, rows, given,
+    inputs = self.request_inputs(self.ranking_model, self.ranking_signature, rows, given,
                                   context, strict)
     out = self.predict(self.ranking_model, inputs, self.ranking_signature,
                        output_filter=["scores"])

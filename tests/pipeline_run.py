@@ -11,7 +11,7 @@ EPOCHS = 4
 def run_small_pipeline(tmp_root) -> Tuple[object, Dict[str, object]]:
   """Runs configs/demo.yaml on 20k synthetic interactions under tmp_root, with the
   two-tower as the one retrieval model (so its ScaNN index is what serves) and the
-  ranking stage on: <tmp_root>/pipeline (artifacts, MLMD, canonical data under
+  ranking stage on, its gate at min_rerank_lift -1: <tmp_root>/pipeline (artifacts, MLMD, canonical data under
   data/synthetic) and <tmp_root>/serving (retrieval/<version>/, ranking/<version>/ when
   the ranker was blessed). Returns (config, the run's summary dict: pushed_model,
   metrics, ranking_model, ranking_metrics, ...)."""
@@ -21,6 +21,10 @@ def run_small_pipeline(tmp_root) -> Tuple[object, Dict[str, object]]:
       "serving_dir": os.path.join(str(tmp_root), "serving"),
       "synthetic_interactions": SYNTHETIC_INTERACTIONS,
       "trainer.epochs": EPOCHS, "trainer.models": ["two_tower"],
+      # Any ranker that does not lose to the retrieval order is pushed, so the serving
+      # tests always exercise both stages; the gate at the demo's threshold, and one
+      # that must refuse a reversed ranker, are tested in tests/pipeline/.
+      "validation.min_rerank_lift": -1.0,
   })
   return config, local_runner.run(config)
 

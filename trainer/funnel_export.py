@@ -38,17 +38,9 @@ import tensorflow as tf
 
 from recsys_tfx.schema import canonical
 from recsys_tfx.schema import export_contract as contract
+from recsys_tfx.trainer import warmup
 
-DEFAULT_K = 10
-DEFAULT_MAX_PER_GENRE = 3
 NO_GENRE = -1
-
-
-def primary_genre(text) -> str:
-  """The first genre listed, the one the cap counts; "" when unknown (as the funnel)."""
-  tokens = [t.strip() for t in str(text or "").split("|")]
-  tokens = [t for t in tokens if t and t != canonical.UNKNOWN_GENRE]
-  return tokens[0] if tokens else ""
 
 
 class Tables(tf.Module):
@@ -57,13 +49,13 @@ class Tables(tf.Module):
 
   def __init__(self, items: pd.DataFrame, interactions: pd.DataFrame):
     super().__init__()
-    ids = items["item_id"].astype(str).tolist()
-    genres = [primary_genre(g) for g in items.get("genres", pd.Series([""] * len(items)))]
+    ids = items[contract.ITEM_ID].astype(str).tolist()
+    genres = [(canonical.parse_genres(g) or ("",))[0]
+              for g in items.get("genres", pd.Series([""] * len(items)))]
     names = sorted({g for g in genres if g})
     genre_of = {g: i for i, g in enumerate(names)}
     years = pd.to_numeric(items.get("year", pd.Series([0] * len(items)))).fillna(0).astype(int)
-    known = years[years != canonical.UNKNOWN_YEAR]
-    newest = int(known.max()) if len(known) else None
+    newest = canonical.newest_year(years)
     self.genre = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
         tf.constant(ids), tf.constant([genre_of.get(g, NO_GENRE) for g in genres], tf.int64)),
         NO_GENRE)
@@ -71,8 +63,8 @@ class Tables(tf.Module):
         tf.constant(ids), tf.constant((years == newest).astype(np.int64).tolist()
                                       if newest is not None else [0] * len(ids), tf.int64)), 0)
     self.num_genres = max(1, len(names))
-    grouped = interactions.astype({"user_id": str, "item_id": str}).groupby(
-        "user_id", sort=True)["item_id"].agg(lambda s: sorted(set(s)))
+    grouped = interactions.astype({contract.USER_ID: str, contract.ITEM_ID: str}).groupby(
+        contract.USER_ID, sort=True)[contract.ITEM_ID].agg(lambda s: sorted(set(s)))
     users = grouped.index.tolist()
     self.user_row = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
         tf.constant(users or [""]), tf.range(max(1, len(users)), dtype=tf.int64)), len(users))
@@ -165,19 +157,23 @@ class Recommender(tf.Module):
     survivors = tf.argsort(tf.cast(~kept, tf.int32), axis=1, stable=True)[:, :k]
     pick = lambda x: tf.gather(take(x), survivors, batch_dims=1)
     valid = pick(keep) & tf.gather(kept, survivors, batch_dims=1)
+    count = lambda x: tf.reduce_sum(tf.cast(x, tf.int32), axis=1)
+    counts = contract.RULE_COUNTS
     return {contract.ITEM_IDS: tf.where(valid, pick(ids), ""),
-            "retrieval_scores": pick(retrieval), "ranking_scores": pick(ranking),
-            "final_scores": tf.where(valid, pick(final), np.nan),
-            "retrieval_ranks": pick(position)}
+            contract.RETRIEVAL_SCORES: pick(retrieval), contract.RANKING_SCORES: pick(ranking),
+            contract.FINAL_SCORES: tf.where(valid, pick(final), np.nan),
+            contract.RETRIEVAL_RANKS: pick(position),
+            counts["retrieved"]: count(tf.not_equal(ids, "")),
+            counts["seen"]: count(seen & tf.not_equal(ids, "")),
+            counts["fresh_boost"]: count(keep & fresh & tf.not_equal(fresh_boost, 0.0)),
+            counts["genre_cap"]: count(take(keep) & ~kept)}
 
   def signatures(self) -> Dict[str, object]:
     names = self.context_names
     user = tf.TensorSpec([None], tf.string, name=contract.USER_ID)
     history = tf.TensorSpec([None, None], tf.string, name=contract.HISTORY)
-    knobs = [tf.TensorSpec([], tf.int32, name="k"),
-             tf.TensorSpec([], tf.int32, name="max_per_genre"),
-             tf.TensorSpec([], tf.float32, name="fresh_boost"),
-             tf.TensorSpec([], tf.string, name="boost_mode")]
+    knobs = [tf.TensorSpec([], dtype, name=name) for name, dtype in zip(
+        contract.RECOMMENDER_KNOBS, (tf.int32, tf.int32, tf.float32, tf.string))]
     by_user = self.retrieval.signatures[contract.CANDIDATES_WITH_CONTEXT]
 
     def candidates_by_user(user_id, context):
@@ -187,7 +183,7 @@ class Recommender(tf.Module):
     def serving_default(user_id, *context):
       context = dict(zip(names, context))
       return self._rank(user_id, context, candidates_by_user(user_id, context), None,
-                        DEFAULT_K, DEFAULT_MAX_PER_GENRE, 0.0, "add")
+                        contract.DEFAULT_K, contract.DEFAULT_MAX_PER_GENRE, 0.0, "add")
 
     @tf.function(input_signature=[user] + self.context_specs + knobs)
     def recommend(user_id, *rest):
@@ -200,8 +196,8 @@ class Recommender(tf.Module):
       return {name: tf.constant(value) for name, value in self.composition.items()}
 
     signatures = {contract.DEFAULT_SIGNATURE: serving_default.get_concrete_function(),
-                  RECOMMEND: recommend.get_concrete_function(),
-                  COMPOSITION: composition.get_concrete_function()}
+                  contract.RECOMMEND: recommend.get_concrete_function(),
+                  contract.COMPOSITION: composition.get_concrete_function()}
     if self.reads_history:
       by_history = self.retrieval.signatures[contract.CANDIDATES_WITH_HISTORY]
 
@@ -211,14 +207,10 @@ class Recommender(tf.Module):
         found = by_history(**{contract.HISTORY: history, **context})
         return self._rank(user_id, context, found, history, *rest[len(names):])
 
-      signatures[RECOMMEND_WITH_HISTORY] = recommend_with_history.get_concrete_function()
+      signatures[contract.RECOMMEND_WITH_HISTORY] = recommend_with_history.get_concrete_function()
     return signatures
 
 
-RECOMMEND = "recommend"
-RECOMMEND_WITH_HISTORY = "recommend_with_history"
-COMPOSITION = "composition"
-COMPOSITION_FILE = "assets.extra/composition.json"
 
 
 def sources(model) -> Optional[List[str]]:
@@ -235,8 +227,9 @@ def export(retrieval_dir: str, retrieval_version: int, ranking_dir: Optional[str
   import scann  # noqa: F401  (registers the ScaNN ops the retrieval model holds)
   retrieval = tf.saved_model.load(retrieval_dir)
   ranking = tf.saved_model.load(ranking_dir) if ranking_dir else None
-  composition = {"retrieval_version": int(retrieval_version), "ranking_version": -1,
-                 "ranking": "off: no ranking model is served"}
+  composition = {"retrieval_version": int(retrieval_version),
+                 "ranking_version": int(ranking_version) if ranking is not None else -1,
+                 "ranking_live": 0, "ranking": "off: no ranking model is served"}
   if ranking is not None:
     if sources(ranking) != sources(retrieval):
       composition["ranking"] = (f"off: ranking v{ranking_version} was trained for candidate "
@@ -244,14 +237,24 @@ def export(retrieval_dir: str, retrieval_version: int, ranking_dir: Optional[str
                                 f"{sources(retrieval)}")
       ranking = None
     else:
-      composition.update(ranking_version=int(ranking_version),
+      composition.update(ranking_live=1,
                          ranking=f"ranking v{ranking_version} re-orders the candidates")
   data = canonical.read_canonical(data_dir)
   module = Recommender(retrieval, ranking, Tables(data.items, data.interactions), composition)
   tf.saved_model.save(module, out_dir, signatures=module.signatures(),
                       options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]))
-  path = os.path.join(out_dir, COMPOSITION_FILE)
+  path = os.path.join(out_dir, contract.COMPOSITION_FILE)
   tf.io.gfile.makedirs(os.path.dirname(path))
   with tf.io.gfile.GFile(path, "w") as f:
     f.write(json.dumps(composition, indent=2))
+  users = data.interactions[contract.USER_ID].astype(str).drop_duplicates().head(8).tolist()
+  context = {}
+  for spec in module.context_specs:  # a context input the data lacks: unknown values
+    context[spec.name] = (
+        warmup.context_examples(data.interactions, [spec.name])[spec.name]
+        if spec.name in data.interactions else
+        [contract.UNKNOWN_STRING if spec.dtype == tf.string else contract.UNKNOWN_INT])
+  warmup.write_warmup_requests(out_dir, contract.RECOMMENDER_MODEL,
+                               contract.DEFAULT_SIGNATURE,
+                               warmup.retrieval_warmup_inputs(users, context))
   return composition

@@ -30,16 +30,15 @@ def test_temporary_directory_is_removed_after_a_comparison(temp_root, monkeypatc
     written.append(out_dir)
     return out_dir
 
-  metrics = {"rerank/ranker/ndcg@10": 0.5}
+  metrics = {"lists/ranker/ndcg@10": 0.5, "lists/retrieval/ndcg@10": 0.4}
+  ranking_examples = type("E", (), {"get_int_custom_property": lambda self, name: 7})()
   monkeypatch.setattr(compare_rankers.summary, "open_store", lambda path: object())
   monkeypatch.setattr(compare_rankers, "run_inputs",
-                      lambda store: {"examples": None, "schema": type("S", (), {"uri": "s"}),
-                                     "retrieval": type("R", (), {"uri": "r"})})
+                      lambda store: {"ranking_examples": ranking_examples})
   monkeypatch.setattr(compare_rankers.summary, "latest_data_dir", lambda store: "data")
-  monkeypatch.setattr(compare_rankers.io_utils, "get_only_uri_in_dir", lambda uri: uri)
-  monkeypatch.setattr(compare_rankers.evaluation_data, "read_held_out", lambda *a: None)
+  monkeypatch.setattr(compare_rankers.gate, "read_lists", lambda examples: [])
   monkeypatch.setattr(compare_rankers, "train_ranker", train)
-  monkeypatch.setattr(compare_rankers.ranking_evaluator, "evaluate", lambda *a: dict(metrics))
+  monkeypatch.setattr(compare_rankers.gate, "evaluate", lambda *a: dict(metrics))
   results = compare_rankers.compare(configs.load(None), ["wide_deep", "dcn"])
   assert set(results) == {"wide_deep", "dcn"} and len(written) == 2
   assert all(str(temp_root) in w for w in written)

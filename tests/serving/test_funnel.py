@@ -8,7 +8,8 @@ import pytest
 import numpy as np
 
 from recsys_tfx.serving import rules
-from recsys_tfx.serving.catalogue import Catalogue, Item, parse_genres
+from recsys_tfx.schema.canonical import parse_genres
+from recsys_tfx.serving.catalogue import Catalogue, Item
 from recsys_tfx.serving.client import Candidates
 from recsys_tfx.serving.funnel import Funnel, FunnelConfig, FunnelError
 
