@@ -14,20 +14,26 @@ def _error(e: Exception) -> int:
   return 2
 
 
+def run_overrides(args) -> dict:
+  """`recsys run`'s options as configs.load overrides (None: keep the config's value)."""
+  return {
+      "data": args.data, "pipeline_root": args.pipeline_root, "serving_dir": args.serving_dir,
+      "synthetic_interactions": args.synthetic_interactions, "seed": args.seed,
+      "schema": args.schema, "trainer.epochs": args.epochs,
+      "trainer.train_steps": args.train_steps,
+      # one model instead of the config's list (which would otherwise win over trainer.model)
+      "trainer.models": [args.model] if args.model else None,
+  }
+
+
 def run(args):
   """(exit code, the run's summary or None): `recsys run` without what the cli layer adds
   after it (cli/cli.py shows what the served funnel then recommends)."""
   from recsys_tfx.pipeline import configs, local_runner
-  from recsys_tfx.schema.canonical import DataError
-  overrides = {
-      "data": args.data, "pipeline_root": args.pipeline_root, "serving_dir": args.serving_dir,
-      "synthetic_interactions": args.synthetic_interactions, "seed": args.seed,
-      "schema": args.schema, "trainer.epochs": args.epochs,
-      "trainer.train_steps": args.train_steps, "trainer.model": args.model,
-  }
   from recsys_tfx.pipeline.run_state import RunInProgress
+  from recsys_tfx.schema.canonical import DataError
   try:
-    config = configs.load(args.config, overrides)
+    config = configs.load(args.config, run_overrides(args))
     return 0, local_runner.run(config, cache=not args.no_cache)
   except (DataError, configs.ConfigError, RunInProgress) as e:
     return _error(e), None
@@ -68,8 +74,8 @@ def add_commands(sub) -> None:
   run.add_argument("--serving-dir", help="where pushed models go (TF Serving layout)")
   run.add_argument("--synthetic-interactions", type=int, help="size of the synthetic world")
   run.add_argument("--seed", type=int)
-  run.add_argument("--model", help="retrieval model: " + " | ".join(registry.RETRIEVAL_MODELS)
-                   + " (default two_tower)")
+  run.add_argument("--model", help="train this one retrieval model instead of the config's "
+                   "trainer.models: " + " | ".join(registry.RETRIEVAL_MODELS))
   run.add_argument("--epochs", type=int)
   run.add_argument("--train-steps", type=int, help="train this many steps instead of epochs")
   run.add_argument("--no-cache", action="store_true",

@@ -20,6 +20,8 @@ import yaml
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd
 
+from recsys_tfx.schema import export_contract as contract
+
 Event, Execution = mlmd.Event, mlmd.Execution
 INPUTS = (Event.INPUT, Event.DECLARED_INPUT)
 OUTPUTS = (Event.OUTPUT, Event.DECLARED_OUTPUT)
@@ -334,6 +336,16 @@ def stages(result: List[Dict[str, Any]]) -> Dict[str, str]:
       fallback = ", so the funnel serves the retrieval order" if stage == "ranking" else ""
       out[stage] = f"none live{fallback}: the latest, model {latest['id']}, {why}"
   return out
+
+
+def recommender(snap: Snapshot) -> str:
+  """The live recommender servable (the funnel in one graph) and what it composes."""
+  artifact_id = live_pushes(snap).get(contract.RECOMMENDER_MODEL)
+  if artifact_id is None:
+    return "none composed"
+  push, artifact = _push(snap, artifact_id), snap.artifacts[artifact_id]
+  return (f"{push['model_name']}/{push['version']} (artifact {artifact_id}): retrieval "
+          f"v{_prop(artifact, 'retrieval_version')}; {_prop(artifact, 'ranking')}")
 
 
 def model_artifact(snap: Snapshot, model_id: int) -> mlmd.Artifact:

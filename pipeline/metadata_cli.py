@@ -126,7 +126,8 @@ def _models(args, snap):
     if m["reasons"]:
       text += f"\n\nmodel {m['id']} ({m['trainer']}) not blessed: " + "; ".join(m["reasons"])
   text += "\n\nlive stages:\n" + "\n".join(
-      f"  {stage:<10} {what}" for stage, what in metadata.stages(result).items())
+      f"  {stage:<12} {what}" for stage, what in metadata.stages(result).items())
+  text += f"\n  {'recommender':<12} {metadata.recommender(snap)}"
   return result, text if result else "no Model artifacts recorded"
 
 

@@ -43,12 +43,18 @@ def latest_data_dir(store) -> str:
   return max(runs, key=lambda e: e.id).custom_properties["input_base"].string_value
 
 
-def latest_pushed_model_dir(store, pusher: str = "RetrievalPusher") -> Optional[str]:
-  """Where the live model is: the newest push that really happened (a Pusher that got an
-  unblessed model records an artifact with pushed=0)."""
+def latest_push(store, pusher: str = "RetrievalPusher"):
+  """The newest push that really happened (a Pusher that got an unblessed model records
+  an artifact with pushed=0), or None."""
   pushes = [a for a in store.get_artifacts_by_type("PushedModel")
             if a.state == a.LIVE and f"/{pusher}/" in a.uri and _property(a, "pushed") == 1]
-  return _property(max(pushes, key=lambda a: a.id), "pushed_destination") if pushes else None
+  return max(pushes, key=lambda a: a.id) if pushes else None
+
+
+def latest_pushed_model_dir(store, pusher: str = "RetrievalPusher") -> Optional[str]:
+  """Where the live model is."""
+  push = latest_push(store, pusher)
+  return _property(push, "pushed_destination") if push else None
 
 
 def latest_metrics(store, evaluator: str = "RetrievalEvaluator") -> Optional[Dict[str, float]]:
@@ -125,6 +131,16 @@ def describe_stages(config, store) -> List[str]:
   return lines
 
 
+def describe_recommender(store) -> List[str]:
+  """The recommender servable composed after the pushes (one Predict per recommendation)."""
+  push = latest_push(store, "RecommenderComposer")
+  if push is None:
+    return ["  recommender (the funnel in one servable): none composed yet"]
+  return [f"  recommender (the funnel in one servable): {_property(push, 'pushed_destination')}",
+          f"    composes retrieval v{_property(push, 'retrieval_version')}; "
+          f"{_property(push, 'ranking')}"]
+
+
 def print_summary(config, data, wall_seconds: float) -> Dict[str, object]:
   store = open_store(config.metadata_path)
   pushed = latest_pushed_model_dir(store)
@@ -137,7 +153,7 @@ def print_summary(config, data, wall_seconds: float) -> Dict[str, object]:
         f"{data.interactions[feats.USER_ID].nunique():,} users, {len(data.items):,} catalogue items")
   retrieval_verdict = blessing(store, "Retrieval")
   ranking_verdict = blessing(store, "Ranking") if config.ranking.enabled else None
-  print("\n".join(describe_stages(config, store)))
+  print("\n".join(describe_stages(config, store) + describe_recommender(store)))
   print(f"  ML Metadata: {os.path.abspath(config.metadata_path)}")
   evaluation = latest_artifact(store, "ModelEvaluation", "RetrievalEvaluator")
   chosen = _property(evaluation, "selected_model") if evaluation else None

@@ -108,3 +108,15 @@ def test_recommend_without_a_server_or_pushed_models(tmp_path, capsys):
   code = cli.main(["recommend", "--user", "u1", "--target", "127.0.0.1:1", "--timeout", "2",
                    "--model-base", str(tmp_path / "none")])
   assert code == 2 and "recsys serve" in capsys.readouterr().err
+
+
+def test_run_model_option_trains_that_model_instead_of_the_configs_list():
+  import argparse
+  from recsys_tfx.pipeline import cli_commands, configs
+  parser = argparse.ArgumentParser()
+  cli_commands.add_commands(parser.add_subparsers())
+  demo = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "demo.yaml")
+  assert len(configs.load(demo).trainer.candidate_models()) > 1
+  args = parser.parse_args(["run", "--config", demo, "--model", "sasrec"])
+  config = configs.load(demo, cli_commands.run_overrides(args))
+  assert config.trainer.candidate_models() == ["sasrec"]

@@ -184,8 +184,8 @@ def test_models_blessing_metrics_push_and_live(store_path, capsys):
   row = next(line for line in table.splitlines() if line.startswith(f"{ids['C']} "))
   assert "yes" in row and "ranking/200" in row and "LIVE" in row
   assert "model/hit_rate@10" in table
-  assert "live stages:" in table and f"retrieval  model {ids['D']}" in table
-  assert f"ranking    model {ids['C']}" in table
+  assert "live stages:" in table and f"retrieval    model {ids['D']}" in table
+  assert f"ranking      model {ids['C']}" in table
 
 
 def test_lineage_walks_back_to_data_schema_and_transform(store_path, capsys):

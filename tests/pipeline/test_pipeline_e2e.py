@@ -24,7 +24,8 @@ COMPONENTS = ["TimeSplitExampleGen", "StatisticsGen", "ImportSchemaGen", "Exampl
               "AnomalyGate", "Transform", "RetrievalTrainer", "RetrievalEvaluator",
               "LatestBlessedRetrievalModel", "RetrievalValidator", "RetrievalBlessingReport",
               "RetrievalPusher", "RankingTrainer", "RankingEvalExamples",
-              "LatestBlessedRankingModel", "RankingValidator", "RankingGate", "RankingPusher"]
+              "LatestBlessedRankingModel", "RankingValidator", "RankingGate", "RankingPusher",
+              "RecommenderComposer"]
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +193,40 @@ def test_evaluate_serving_scores_what_the_served_funnel_returns(run, capsys, tmp
     assert results[stage]["ndcg@10"] > results["popularity"]["ndcg@10"], stage
   if not result["ranking_blessing"]["blessed"]:  # no ranker served: the funnel is retrieval
     assert results["funnel"] == results["retrieval order"]
+
+
+def test_the_composed_recommender_answers_as_the_two_call_funnel(run):
+  """The recommender servable the run composed, served with what was pushed: one Predict
+  gives what retrieval + ranking + the rules give over two, and MLMD says what it holds."""
+  from recsys_tfx.pipeline import metadata
+  from recsys_tfx.serving.catalogue import Catalogue
+  from recsys_tfx.serving.client import PredictionClient
+  from recsys_tfx.serving.funnel import Funnel, FunnelConfig
+  from recsys_tfx.serving.model_server import ModelServer
+  from recsys_tfx.serving.one_call import OneCallFunnel
+  from recsys_tfx.serving.rules import RulesConfig
+  config, result = run
+  retrieval_version = os.path.basename(result["pushed_model"].rstrip("/"))
+  store = summary.open_store(config.metadata_path)
+  described = metadata.recommender(metadata.snapshot(store))
+  assert described.startswith("recommender/") and f"retrieval v{retrieval_version}" in described
+  catalogue = Catalogue.from_canonical(os.path.join(config.data_dir, "synthetic"))
+  rules = RulesConfig(max_per_genre=2, fresh_boost=0.1)
+  server = ModelServer(config.serving_dir, port=0).start()
+  try:
+    with PredictionClient(server.address, timeout=60) as client:
+      one = OneCallFunnel(client, catalogue, FunnelConfig(rules=rules))
+      two = Funnel(client, catalogue, FunnelConfig(rules=rules))
+      assert one.stages().ranking_live == two.stages().ranking_live
+      for user in catalogue.user_ids()[:20] + ["nobody"]:
+        context = {"hour": 21, "device": "tv"}
+        a, b = one.recommend(user, 10, context), two.recommend(user, 10, context)
+        assert [c.item_id for c in a.items] == [c.item_id for c in b.items], user
+        assert np.allclose([c.final_score for c in a.items], [c.final_score for c in b.items],
+                           rtol=1e-5, atol=1e-5)
+        assert a.rule_counts == b.rule_counts
+  finally:
+    server.stop()
 
 
 class _Reversed(tf.Module):

@@ -566,7 +566,9 @@ def test_half_copied_version_is_never_served(server, model_base, tmp_path, marke
 
   assert failures == [] and wrong == []
   before = [version for at, version in answers if at < complete]
-  assert len(before) > 20 and set(before) == {1}, "the old version answered throughout"
+  # How many answers fit in the copy depends on the machine's load; that every one during
+  # it came from the old version, and right, does not.
+  assert before and set(before) == {1}, "the old version answered throughout"
   first_new = min(at for at, version in answers if version == 2)
   assert first_new >= complete
   assert first_new - complete < 20 * POLL_SECONDS + 5, "the new version once it is complete"
