@@ -19,7 +19,9 @@ with tf.saved_model.save (Scann ops allowed) and loaded fresh with tf.saved_mode
   call floor                    an empty SavedModel function: the per-call cost of
                                 calling a loaded function from Python, not a search
 At LARGE_CATALOGUE items and above only brute force, the call floor and the shipped
-ScaNN are built (--variants overrides): each index of 10M items holds ~2.6 GB.
+ScaNN are built (--variants overrides), and brute force runs the same ops on the
+catalogue tensor without a SavedModel (ConstantBruteForce): a copy of 10M items is ~2.6
+GB, and ScaNN's build holds several.
 Measured, interleaved over rounds so that load from other processes hits every variant:
 recall@k vs exact, index build time, the memory the index adds (the process's resident
 size after the SavedModel is built, saved and loaded, minus before; ScaNN's searcher is
@@ -72,6 +74,8 @@ QUERY_SPEC = tf.TensorSpec([None, DIM], tf.float32, name="queries")
 BRUTE, FLOOR = "brute force", "call floor (empty fn)"
 PREVIOUS, SHIPPED, OPS = "ScaNN, previous rule", "ScaNN, shipped", "ScaNN ops, shipped config"
 VARIANTS = (BRUTE, FLOOR, PREVIOUS, SHIPPED, OPS)
+VARIANT_KEYS = {"brute": BRUTE, "floor": FLOOR, "previous": PREVIOUS, "shipped": SHIPPED,
+                "ops": OPS}  # --variants names them so
 LARGE_VARIANTS = (BRUTE, FLOOR, SHIPPED)
 SWEEP_FRACTIONS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)  # of the leaves, searched
 SWEEP_REORDER = (10, 30, 100)  # x top-k
@@ -165,6 +169,22 @@ class ScannOpsIndex(tf.Module):
     return self._search(queries, leaves, reorder)
 
 
+class ConstantBruteForce(tf.Module):
+  """Brute force over the catalogue tensor itself, not saved: at LARGE_CATALOGUE items a
+  saved copy (a variable) would hold the catalogue a second time and push the benchmark
+  out of memory. The same ops as TFRS's BruteForce (one matmul, then top-k)."""
+
+  def __init__(self, items: tf.Tensor, k: int):
+    super().__init__()
+    self._items = items
+    self.k = k
+
+  @tf.function(input_signature=[QUERY_SPEC])
+  def search(self, queries):
+    scores = tf.linalg.matmul(queries, self._items, transpose_b=True)
+    return {"item_ids": tf.math.top_k(scores, k=self.k).indices}
+
+
 class EmptyIndex(tf.Module):
   """No search at all: what calling a loaded function costs by itself."""
 
@@ -222,12 +242,20 @@ def timed_calls(call: Callable, inputs: List[tf.Tensor], budget_s: float, start:
   return out
 
 
+def signature(model) -> Callable:
+  """The loaded signature (dict in, dict out; what serving/ calls); for the unsaved
+  ConstantBruteForce, its function called the same way."""
+  if hasattr(model, "signatures"):
+    return model.signatures["serving_default"]
+  return lambda queries: model.search(queries)
+
+
 def call_paths(loaded) -> Dict[str, Callable]:
-  """The loaded signature (dict in, dict out; what serving/ calls), and the function's
-  concrete function, which skips most of the signature's Python per call."""
-  signature = loaded.signatures["serving_default"]
+  """The signature, and the function's concrete function, which skips most of the
+  signature's Python per call."""
+  by_signature = signature(loaded)
   concrete = loaded.search.get_concrete_function()
-  return {"sig": lambda x: signature(queries=x), "fn": lambda x: concrete(x)}
+  return {"sig": lambda x: by_signature(queries=x), "fn": lambda x: concrete(x)}
 
 
 def measure_size(n: int, args, workdir: str) -> List[dict]:
@@ -239,9 +267,12 @@ def measure_size(n: int, args, workdir: str) -> List[dict]:
   queries_np = draw(centres, args.queries, args.spread, args.seed + 2)
   exact = exact_top_k(items_np, queries_np, k)
   items = tf.constant(items_np)
+  large = n >= LARGE_CATALOGUE
+  if large:
+    del items_np  # one copy of the catalogue in memory, not two
   configs = {BRUTE: None, FLOOR: None, PREVIOUS: previous_scann_config(n, k),
              SHIPPED: scann_config(n, k), OPS: scann_config(n, k)}
-  chosen = args.variants or (LARGE_VARIANTS if n >= LARGE_CATALOGUE else VARIANTS)
+  chosen = args.variants or (LARGE_VARIANTS if large else VARIANTS)
   variants = [v for v in VARIANTS if v in chosen]  # brute force first: the reference
   rows, loaded = [], {}
   for variant in variants:
@@ -249,16 +280,19 @@ def measure_size(n: int, args, workdir: str) -> List[dict]:
     gc.collect()
     before = resident_gib()
     began = time.perf_counter()
-    module = build(variant, items, config, k)
-    build_s = time.perf_counter() - began
-    loaded[variant] = save_and_load(module, os.path.join(workdir, f"{n}-{len(loaded)}"))
-    del module  # the loaded copy is what is measured
+    if large and variant == BRUTE:
+      loaded[variant] = ConstantBruteForce(items, k)
+      build_s = time.perf_counter() - began
+    else:
+      module = build(variant, items, config, k)
+      build_s = time.perf_counter() - began
+      loaded[variant] = save_and_load(module, os.path.join(workdir, f"{n}-{len(loaded)}"))
+      del module  # the loaded copy is what is measured
     gc.collect()
     added_gib = resident_gib() - before
     found = np.concatenate([
-        loaded[variant].signatures["serving_default"](
-            queries=tf.constant(queries_np[s:s + BATCH]))["item_ids"].numpy()
-        for s in range(0, len(queries_np), BATCH)])
+        signature(loaded[variant])(queries=tf.constant(queries_np[s:s + BATCH]))["item_ids"]
+        .numpy() for s in range(0, len(queries_np), BATCH)])
     config_text = ("-" if config is None else "{num_leaves}/{num_leaves_to_search}/"
                    "{num_reordering_candidates}".format(**config))
     rows.append({"items": n, "k": k, "variant": variant, "config": config_text,
@@ -445,8 +479,8 @@ def main(argv=None) -> int:
                       help=f"results per query (the target is for {K}; the pipeline uses "
                            "100-300, which needs more candidates re-scored)")
   parser.add_argument("--variants", type=lambda text: text.split(","),
-                      help=f"comma-separated, of: {', '.join(VARIANTS)} (default: all; "
-                           f"{', '.join(LARGE_VARIANTS)} from {LARGE_CATALOGUE:,} items)")
+                      help=f"comma-separated, of: {', '.join(VARIANT_KEYS)} (default: all; "
+                           f"brute, floor, shipped from {LARGE_CATALOGUE:,} items)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--json", help="also write the rows here")
   args = parser.parse_args(argv)
@@ -457,11 +491,13 @@ def main(argv=None) -> int:
     parser.error(f"--queries must be at least the batch of {BATCH}")
   args.rounds = args.rounds or (3 if args.quick else 5)
   args.budget = args.budget or (0.3 if args.quick else 1.0)
-  unknown = sorted(set(args.variants or ()) - set(VARIANTS))
+  unknown = sorted(set(args.variants or ()) - set(VARIANT_KEYS))
   if unknown:
-    parser.error(f"--variants: unknown {unknown}; expected some of {list(VARIANTS)}")
-  if args.variants and BRUTE not in args.variants:
-    parser.error(f"--variants must include {BRUTE!r}: every ratio is against it")
+    parser.error(f"--variants: unknown {unknown}; expected some of {list(VARIANT_KEYS)}")
+  if args.variants:
+    if "brute" not in args.variants:
+      parser.error("--variants must include brute: every ratio is against it")
+    args.variants = [VARIANT_KEYS[key] for key in args.variants]
 
   started = time.monotonic()
   print(f"{os.cpu_count()} CPUs; clusters {args.clusters}, spread {args.spread}, "
