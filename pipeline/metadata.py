@@ -301,13 +301,18 @@ def models(snap: Snapshot) -> List[Dict[str, Any]]:
       reports = _outputs_of_consumers(snap, blessing, "ModelEvaluation", ("blessing",))
       for verdict in [blessing] + reports:
         reasons += json.loads(_prop(snap.artifacts[verdict], "reasons") or "[]")
+    # The verdict is the blessing a pusher acted on (a ranker's TFMA blessing only reports;
+    # the RankingGate's decides); without a pusher, every blessing counts.
+    deciding = [b for b in blessings
+                if any(key == "model_blessing" for key, _ in snap.consumers.get(b, []))]
+    deciding = deciding or blessings
     execution = snap.producer.get(artifact_id)
     result.append({
         "id": artifact_id, "trainer": snap.producer_node(artifact_id),
         "run_id": snap.run.get(execution, ""), "created": iso(artifact.create_time_since_epoch),
         "uri": artifact.uri,
-        "blessed": (all(_prop(snap.artifacts[b], "blessed") == 1 for b in blessings)
-                    if blessings else None),
+        "blessed": (all(_prop(snap.artifacts[b], "blessed") == 1 for b in deciding)
+                    if deciding else None),
         "blessing_ids": blessings, "evaluation_ids": evaluations, "metrics": metrics,
         "pushed": bool(done), "pushed_version": done[-1]["version"] if done else "",
         "pushed_destination": done[-1]["destination"] if done else "",

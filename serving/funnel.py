@@ -88,6 +88,12 @@ class Recommendation:
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}}
 
 
+def check_k_within_retrieved(k: int, retrieved: int) -> None:
+  if k > retrieved:
+    raise FunnelError(f"k={k} exceeds the {retrieved} candidates the retrieval model returns "
+                      "(its trainer.top_k; export with a larger top_k for more)")
+
+
 class Funnel:
   """Retrieval (+ ranking when live) over one PredictionClient, then the rules.
   Thread-safe if the client is (PredictionClient is)."""
@@ -172,9 +178,7 @@ class Funnel:
     self.client.check_context(context, ranking=stages.ranking_live)
     found = self.client.candidates(user_id, context, strict=False, history=history)
     retrieval_done = time.perf_counter()
-    if k > len(found.item_ids):
-      raise FunnelError(f"k={k} exceeds the {len(found.item_ids)} candidates the retrieval "
-                        f"model returns (its trainer.top_k; export with a larger top_k for more)")
+    check_k_within_retrieved(k, len(found.item_ids))
     limit = self.config.candidates
     candidates, source_scores, source_ranks = self._candidates(
         found.item_ids[:limit], found.scores[:limit],

@@ -21,7 +21,8 @@ from recsys_tfx.schema import export_contract as contract
 from recsys_tfx.serving import rules as rule_lib
 from recsys_tfx.serving.catalogue import Catalogue
 from recsys_tfx.serving.funnel import (DEFAULT_CANDIDATES, STAGE_CHECK_SECONDS, Funnel,
-                                       FunnelConfig, FunnelError, Recommendation, Stages)
+                                       FunnelConfig, FunnelError, Recommendation, Stages,
+                                       check_k_within_retrieved)
 
 MODEL = contract.RECOMMENDER_MODEL
 
@@ -128,6 +129,7 @@ class OneCallFunnel:
       items.append(candidate)
     counts = {rule: int(out[name][0]) for rule, name in contract.RULE_COUNTS.items()}
     retrieved = counts.pop("retrieved")
+    check_k_within_retrieved(k, retrieved)
     ranked = retrieved - counts["seen"] if stages.ranking_live else 0
     return Recommendation(user_id, context, items, retrieved, ranked, counts,
                           {"total": (done - started) * 1000}, stages)
