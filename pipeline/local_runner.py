@@ -79,7 +79,8 @@ def run(config: configs.PipelineConfig, cache: bool = True) -> Dict[str, object]
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             os.path.abspath(config.metadata_path)),
         enable_cache=cache, code_version=run_state.code_version())
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+    with progress.stderr_to_log(log_path):
+      tfx.orchestration.LocalDagRunner().run(pipeline)
   result = summary.print_summary(config, data, time.time() - start)
   result["data_dir"] = data_dir
   result["serving_dir"] = configs.resolve(config.serving_dir)

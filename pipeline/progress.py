@@ -5,6 +5,7 @@ LocalDagRunner logs "Component X is running." / "Component X is finished." throu
 this turns those into short progress lines with elapsed times and sends the rest of the
 INFO stream to <pipeline_root>/logs/pipeline.log, where it stays available for debugging.
 """
+import contextlib
 import logging
 import os
 import re
@@ -69,3 +70,21 @@ def install(log_dir: str, stream=sys.stdout) -> str:
     other.propagate = False
     other.handlers = [file_handler]
   return path
+
+
+@contextlib.contextmanager
+def stderr_to_log(path: str):
+  """File descriptor 2 goes to the run's log while the pipeline runs. Beam's worker
+  processes inherit it, and each prints "Exception ignored in: AtomicFunction.__del__"
+  tracebacks as it exits; TensorFlow's C++ writes there too. Progress and the
+  components' results go to stdout, so the user still sees them."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with open(path, "a") as log:
+    os.dup2(log.fileno(), 2)
+  try:
+    yield
+  finally:
+    sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
