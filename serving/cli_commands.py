@@ -51,6 +51,12 @@ def _serve(args) -> int:
   try:
     if args.ssl_config_file:
       options["ssl_config"] = security.read_ssl_config(args.ssl_config_file)
+    if args.batching_parameters_file and not args.enable_batching:
+      raise ValueError("--batching-parameters-file is read only with --enable-batching")
+    if args.enable_batching:
+      options["batching"] = (
+          tf_serving_config.read_batching_parameters(args.batching_parameters_file)
+          if args.batching_parameters_file else tf_serving_config.BatchingParameters())
     if args.auth_token_file:
       options["token"] = security.read_token(args.auth_token_file)
       if not security.token_file_is_private(args.auth_token_file):
@@ -87,6 +93,18 @@ def _add_serve(sub) -> None:
   p.add_argument("--auth-token-file",
                  help="require 'authorization: Bearer <token>' on every call, the token "
                       "read from this file (others get UNAUTHENTICATED)")
+  batching = tf_serving_config.BatchingParameters()
+  p.add_argument("--enable-batching", action="store_true",
+                 help="merge concurrent Predict calls to the same model version and "
+                      "signature into one model call, as TF Serving's --enable_batching "
+                      f"(defaults: max_batch_size {batching.max_batch_size}, "
+                      f"batch_timeout_micros {batching.batch_timeout_micros}, "
+                      f"max_enqueued_batches {batching.max_enqueued_batches}, "
+                      f"num_batch_threads {batching.num_batch_threads})")
+  p.add_argument("--batching-parameters-file",
+                 help="TF Serving's batching_parameters.txt (text BatchingParameters, as "
+                      "`recsys export-serving-config` writes); fields left out keep the "
+                      "defaults")
   p.add_argument("--ready-file", help="write host/port/models here (JSON) once serving")
   p.set_defaults(func=_serve)
 

@@ -33,8 +33,11 @@ import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from recsys_tfx.serving import admission, security
+from recsys_tfx.serving.batching import Batcher
+from recsys_tfx.serving.metrics import Metrics
 from recsys_tfx.serving.model_manager import ModelManager
-from recsys_tfx.serving.services import ModelService, PredictionService
+from recsys_tfx.serving.services import ModelService, PredictionService, Predictor
+from recsys_tfx.serving.tf_serving_config import BatchingParameters
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +82,8 @@ class ModelServer:
                poll_seconds: float = DEFAULT_POLL_SECONDS,
                max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_workers: int = DEFAULT_WORKERS,
                max_receive_mb: float = DEFAULT_MAX_RECEIVE_MB,
-               ssl_config: Optional[security.SslConfig] = None, token: Optional[str] = None):
+               ssl_config: Optional[security.SslConfig] = None, token: Optional[str] = None,
+               batching: Optional[BatchingParameters] = None):
     if not os.path.isdir(model_base):
       raise FileNotFoundError(f"model base {model_base} is not a directory (the Pusher writes "
                               "<model_base>/<model_name>/<version>/)")
@@ -91,6 +95,11 @@ class ModelServer:
     self._ssl_config = ssl_config
     self._token = token
     self._max_batch_size = max_batch_size
+    self.metrics = Metrics()
+    # Batching, as TF Serving's --enable_batching (serving/batching.py); None: every
+    # request runs alone.
+    self.batcher = Batcher(batching, self.metrics) if batching else None
+    self.predictor = Predictor(self.manager, max_batch_size, self.batcher, self.metrics)
     self._executor = futures.ThreadPoolExecutor(max_workers, thread_name_prefix="grpc")
     # The token first: a call without it is refused before its message is even parsed.
     interceptors = [security.TokenInterceptor(token)] if token else []
@@ -98,7 +107,7 @@ class ModelServer:
     self._server = grpc.server(self._executor, options=grpc_options(max_receive_mb),
                                interceptors=interceptors)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(self.manager, max_batch_size), self._server)
+        PredictionService(self.predictor), self._server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(self.manager), self._server)
 
@@ -134,6 +143,8 @@ class ModelServer:
     # The loaded models are long-lived: move them out of the garbage collector's view,
     # or a full collection (~200 ms with TensorFlow loaded) stalls every request.
     gc.freeze()
+    if self.batcher is not None:
+      self.batcher.start()
     self._server.start()
     return self
 
@@ -142,6 +153,8 @@ class ModelServer:
     self.manager.stop()
     self._server.stop(grace).wait()
     self._executor.shutdown(wait=True)
+    if self.batcher is not None:  # after the calls that could still be waiting on it
+      self.batcher.stop()
 
 
 def describe(versions: Dict[str, int]) -> str:

@@ -1,18 +1,26 @@
 """TF Serving's two gRPC services over a ModelManager: PredictionService (Predict,
 GetModelMetadata) and ModelService (GetModelStatus). Classify, Regress, MultiInference and
 HandleReloadConfigRequest answer UNIMPLEMENTED (the generated base classes do that).
+
+Predictor is the Predict both APIs share (gRPC here, REST in serving/rest.py): it
+resolves the version, checks the request, runs it (through the batcher when batching is
+on) and counts it in the metrics.
 """
 import functools
 import logging
+import time
+from typing import Optional
 
 import grpc
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
                                      model_service_pb2_grpc, prediction_service_pb2_grpc)
 
 from recsys_tfx.serving import errors
+from recsys_tfx.serving.batching import Batcher
+from recsys_tfx.serving.metrics import UNKNOWN, Metrics
 from recsys_tfx.serving.model_manager import ModelManager
 from recsys_tfx.serving.servable import Servable
-from recsys_tfx.serving.signature_runner import run_predict
+from recsys_tfx.serving.signature_runner import call_model, predict_response, prepare_predict
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +49,7 @@ def _require_model_spec(request) -> None:
     raise errors.invalid_argument("Missing ModelSpec")
 
 
-def _servable(manager: ModelManager, request) -> Servable:
+def servable_for(manager: ModelManager, request) -> Servable:
   _require_model_spec(request)
   spec = request.model_spec
   if not spec.name:
@@ -53,15 +61,54 @@ def _servable(manager: ModelManager, request) -> Servable:
   return manager.get(spec.name, spec.version.value if choice == "version" else None)
 
 
+class Predictor:
+  """Predict for either API; raises errors.ServingError on bad requests."""
+
+  def __init__(self, manager: ModelManager, max_batch_size: int,
+               batcher: Optional[Batcher] = None, metrics: Optional[Metrics] = None):
+    self.manager = manager
+    self.max_batch_size = max_batch_size
+    self.batcher = batcher
+    self.metrics = metrics
+
+  def predict(self, request, api: str):
+    started = time.monotonic()
+    spec = request.model_spec
+    # Labels of served names only (see serving/metrics.py): unknown ones stay UNKNOWN.
+    model, signature, version = UNKNOWN, UNKNOWN, ""
+    code = grpc.StatusCode.INTERNAL
+    try:
+      servable = servable_for(self.manager, request)
+      model, version = servable.name, str(servable.version)
+      prepared = prepare_predict(servable, request, self.max_batch_size)
+      signature = prepared.signature_name
+      if self.batcher is not None and prepared.rows is not None:
+        outputs = self.batcher.run(prepared)
+      else:
+        outputs = call_model(prepared)
+      response = predict_response(prepared, outputs)
+      code = grpc.StatusCode.OK
+      return response
+    except errors.ServingError as e:
+      code = e.code
+      if model == UNKNOWN and spec.name and self.manager.statuses(spec.name):
+        model = spec.name  # a known model, asked for a version it does not serve
+      raise
+    finally:
+      if self.metrics is not None:
+        self.metrics.observe_request(api, model, signature, version, code.name,
+                                     time.monotonic() - started)
+
+
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
-  def __init__(self, manager: ModelManager, max_batch_size: int):
-    self._manager = manager
-    self._max_batch_size = max_batch_size
+  def __init__(self, predictor: Predictor):
+    self._predictor = predictor
+    self._manager = predictor.manager
 
   @_rpc
   def Predict(self, request, context):
-    return run_predict(_servable(self._manager, request), request, self._max_batch_size)
+    return self._predictor.predict(request, "grpc")
 
   @_rpc
   def GetModelMetadata(self, request, context):
@@ -72,7 +119,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     for field in request.metadata_field:
       if field != SIGNATURE_DEF:
         raise errors.invalid_argument(f"Metadata field {field} is not supported")
-    servable = _servable(self._manager, request)
+    servable = servable_for(self._manager, request)
     signature_map = get_model_metadata_pb2.SignatureDefMap()
     for key, signature in servable.signature_defs.items():
       signature_map.signature_def[key].CopyFrom(signature)
