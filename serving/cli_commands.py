@@ -36,7 +36,7 @@ def _error(message: str, code: int) -> int:
 # --- recsys serve --------------------------------------------------------------------------
 
 _SERVER_OPTIONS = ("host", "port", "poll_seconds", "max_batch_size", "max_workers",
-                   "max_receive_mb")
+                   "max_receive_mb", "rest_port")
 
 
 def _serve(args) -> int:
@@ -48,7 +48,11 @@ def _serve(args) -> int:
   model_server.configure_logging()
   options = {name: getattr(args, name) for name in _SERVER_OPTIONS
              if getattr(args, name) is not None}
+  options.setdefault("rest_port", tf_serving_config.REST_PORT)
   try:
+    if options["rest_port"] < -1:
+      raise ValueError(f"--rest-api-port must be a port, 0 (pick a free one) or -1 (no REST "
+                       f"API), got {options['rest_port']}")
     if args.ssl_config_file:
       options["ssl_config"] = security.read_ssl_config(args.ssl_config_file)
     if args.batching_parameters_file and not args.enable_batching:
@@ -77,6 +81,9 @@ def _add_serve(sub) -> None:
   p.add_argument("--port", type=int,
                  help="gRPC port (default 8500, TF Serving's; 0 picks a free one, see "
                       "--ready-file)")
+  p.add_argument("--rest-api-port", type=int, dest="rest_port",
+                 help="port of TF Serving's REST API (default 8501, TF Serving's; 0 picks a "
+                      "free one, see --ready-file; -1 serves no REST API)")
   p.add_argument("--poll-seconds", type=float,
                  help="how often to look for new versions (default 2)")
   p.add_argument("--max-batch-size", type=int,
@@ -105,7 +112,8 @@ def _add_serve(sub) -> None:
                  help="TF Serving's batching_parameters.txt (text BatchingParameters, as "
                       "`recsys export-serving-config` writes); fields left out keep the "
                       "defaults")
-  p.add_argument("--ready-file", help="write host/port/models here (JSON) once serving")
+  p.add_argument("--ready-file", help="write host/port/rest_port/models here (JSON) once "
+                                      "serving (rest_port: null without a REST API)")
   p.set_defaults(func=_serve)
 
 

@@ -9,7 +9,7 @@ on) and counts it in the metrics.
 import functools
 import logging
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import grpc
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
@@ -20,7 +20,8 @@ from recsys_tfx.serving.batching import Batcher
 from recsys_tfx.serving.metrics import UNKNOWN, Metrics
 from recsys_tfx.serving.model_manager import ModelManager
 from recsys_tfx.serving.servable import Servable
-from recsys_tfx.serving.signature_runner import call_model, predict_response, prepare_predict
+from recsys_tfx.serving.signature_runner import (DEFAULT_SIGNATURE, call_model,
+                                                 predict_response, prepare_predict)
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,9 @@ class Predictor:
     self.batcher = batcher
     self.metrics = metrics
 
-  def predict(self, request, api: str):
+  def predict(self, request, api: str, fill: Optional[Callable] = None):
+    """`fill(servable, request)`, when given, completes the request once the version is
+    known (REST reads its JSON by the signature's dtypes); its errors count like any."""
     started = time.monotonic()
     spec = request.model_spec
     # Labels of served names only (see serving/metrics.py): unknown ones stay UNKNOWN.
@@ -80,8 +83,11 @@ class Predictor:
     try:
       servable = servable_for(self.manager, request)
       model, version = servable.name, str(servable.version)
+      if fill is not None:
+        fill(servable, request)
+      if (spec.signature_name or DEFAULT_SIGNATURE) in servable.signature_defs:
+        signature = spec.signature_name or DEFAULT_SIGNATURE
       prepared = prepare_predict(servable, request, self.max_batch_size)
-      signature = prepared.signature_name
       if self.batcher is not None and prepared.rows is not None:
         outputs = self.batcher.run(prepared)
       else:
@@ -112,22 +118,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
   @_rpc
   def GetModelMetadata(self, request, context):
-    _require_model_spec(request)
-    if not request.metadata_field:
-      raise errors.invalid_argument(
-          "GetModelMetadataRequest must specify at least one metadata_field")
-    for field in request.metadata_field:
-      if field != SIGNATURE_DEF:
-        raise errors.invalid_argument(f"Metadata field {field} is not supported")
-    servable = servable_for(self._manager, request)
-    signature_map = get_model_metadata_pb2.SignatureDefMap()
-    for key, signature in servable.signature_defs.items():
-      signature_map.signature_def[key].CopyFrom(signature)
-    response = get_model_metadata_pb2.GetModelMetadataResponse()
-    response.model_spec.name = servable.name
-    response.model_spec.version.value = servable.version
-    response.metadata[SIGNATURE_DEF].Pack(signature_map)
-    return response
+    return model_metadata(self._manager, request)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
@@ -137,20 +128,49 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
   @_rpc
   def GetModelStatus(self, request, context):
-    _require_model_spec(request)
-    name = request.model_spec.name
-    statuses = self._manager.statuses(name)
-    if request.model_spec.HasField("version"):
-      version = request.model_spec.version.value
-      if version not in statuses:
-        raise errors.not_found(f"Could not find version {version} of model {name}")
-      statuses = {version: statuses[version]}
-    elif not statuses:
-      raise errors.not_found(f"Could not find any versions of model {name}")
-    response = get_model_status_pb2.GetModelStatusResponse()
-    for version in sorted(statuses, reverse=True):  # newest first, as TF Serving lists them
-      status = statuses[version]
-      entry = response.model_version_status.add(version=version, state=status.state)
-      entry.status.error_code = status.error_code
-      entry.status.error_message = status.error_message
-    return response
+    return model_status(self._manager, request)
+
+
+def model_metadata(manager: ModelManager, request):
+  """GetModelMetadata (either API)."""
+  _require_model_spec(request)
+  if not request.metadata_field:
+    raise errors.invalid_argument(
+        "GetModelMetadataRequest must specify at least one metadata_field")
+  for field in request.metadata_field:
+    if field != SIGNATURE_DEF:
+      raise errors.invalid_argument(f"Metadata field {field} is not supported")
+  servable = servable_for(manager, request)
+  response = get_model_metadata_pb2.GetModelMetadataResponse()
+  response.model_spec.name = servable.name
+  response.model_spec.version.value = servable.version
+  response.metadata[SIGNATURE_DEF].Pack(signature_def_map(servable))
+  return response
+
+
+def signature_def_map(servable: Servable) -> get_model_metadata_pb2.SignatureDefMap:
+  signature_map = get_model_metadata_pb2.SignatureDefMap()
+  for key, signature in servable.signature_defs.items():
+    signature_map.signature_def[key].CopyFrom(signature)
+  return signature_map
+
+
+def model_status(manager: ModelManager, request):
+  """GetModelStatus (either API)."""
+  _require_model_spec(request)
+  name = request.model_spec.name
+  statuses = manager.statuses(name)
+  if request.model_spec.HasField("version"):
+    version = request.model_spec.version.value
+    if version not in statuses:
+      raise errors.not_found(f"Could not find version {version} of model {name}")
+    statuses = {version: statuses[version]}
+  elif not statuses:
+    raise errors.not_found(f"Could not find any versions of model {name}")
+  response = get_model_status_pb2.GetModelStatusResponse()
+  for version in sorted(statuses, reverse=True):  # newest first, as TF Serving lists them
+    status = statuses[version]
+    entry = response.model_version_status.add(version=version, state=status.state)
+    entry.status.error_code = status.error_code
+    entry.status.error_message = status.error_message
+  return response
