@@ -36,7 +36,7 @@ from typing import Dict, Optional
 import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from recsys_tfx.serving import admission, rest, security
+from recsys_tfx.serving import admission, model_files, rest, security
 from recsys_tfx.serving.batching import Batcher
 from recsys_tfx.serving.metrics import Metrics
 from recsys_tfx.serving.model_manager import ModelManager
@@ -88,7 +88,7 @@ class ModelServer:
                max_receive_mb: float = DEFAULT_MAX_RECEIVE_MB,
                ssl_config: Optional[security.SslConfig] = None, token: Optional[str] = None,
                batching: Optional[BatchingParameters] = None, rest_port: Optional[int] = None):
-    if not os.path.isdir(model_base):
+    if not model_files.isdir(model_base):  # a local path or a bucket URI (gs://...)
       raise FileNotFoundError(f"model base {model_base} is not a directory (the Pusher writes "
                               "<model_base>/<model_name>/<version>/)")
     if not max_receive_mb > 0:

@@ -11,7 +11,6 @@ import urllib.request
 import grpc
 import numpy as np
 import pytest
-import tensorflow as tf
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 import serving_toys
