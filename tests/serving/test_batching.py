@@ -186,6 +186,17 @@ def test_requests_larger_than_a_batch_run_alone():
 
 # --- parameters ----------------------------------------------------------------------------
 
+@pytest.fixture
+def serving_logger_restored():
+  """`serve` gives the server's logger a handler of its own and stops propagation
+  (model_server.configure_logging); later tests read records through the root logger."""
+  import logging
+  logger = logging.getLogger("recsys_tfx.serving")
+  saved = (list(logger.handlers), logger.propagate, logger.level)
+  yield
+  logger.handlers[:], logger.propagate, logger.level = saved[0], saved[1], saved[2]
+
+
 def test_batching_parameters_file_round_trips(tmp_path):
   params = BatchingParameters(max_batch_size=32, batch_timeout_micros=0, num_batch_threads=2,
                               max_enqueued_batches=7)
@@ -202,7 +213,8 @@ def test_batching_parameters_file_round_trips(tmp_path):
     ("allowed_batch_sizes: 8\n", "max_batch_size, batch_timeout_micros"),
     ("num_batch_threads { value: 0 }\n", "num_batch_threads must be an integer >= 1"),
 ])
-def test_unusable_batching_parameters_are_refused_by_serve(tmp_path, capsys, text, message):
+def test_unusable_batching_parameters_are_refused_by_serve(tmp_path, capsys, text, message,
+                                                          serving_logger_restored):
   path = tmp_path / "batching.txt"
   path.write_text(text)
   code = cli_commands.main(["serve", "--model-base", str(tmp_path), "--port", "0",
@@ -213,7 +225,8 @@ def test_unusable_batching_parameters_are_refused_by_serve(tmp_path, capsys, tex
   assert str(path) in err and message in err
 
 
-def test_batching_parameters_file_needs_enable_batching(tmp_path, capsys):
+def test_batching_parameters_file_needs_enable_batching(tmp_path, capsys,
+                                                       serving_logger_restored):
   code = cli_commands.main(["serve", "--model-base", str(tmp_path), "--port", "0",
                             "--batching-parameters-file", "x"])
   assert code == 2
