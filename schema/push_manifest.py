@@ -13,13 +13,14 @@ that size, whatever order the files arrived in, so even a hand copy of a pushed 
 marker (models pushed by other tools) are left to the server's other check: unchanged
 across two polls (serving/model_manager.py).
 
-Plain Python on local paths: the serving layer reads it without TensorFlow. The pusher
+Plain Python on local paths; check() takes the file functions of other file systems (the
+server passes tf.io.gfile's, serving/model_files.py, for bucket model bases). The pusher
 (components/atomic_pusher) builds the manifest with TFX's file I/O, so that it also
 works for bucket URIs.
 """
 import json
 import os
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 MARKER = "push_complete.json"
 FORMAT = 1
@@ -62,13 +63,20 @@ def write_marker(directory: str) -> None:
   os.replace(temporary, os.path.join(directory, MARKER))
 
 
-def check(directory: str) -> Tuple[bool, Optional[str]]:
+def _read_local(path: str) -> str:
+  with open(path) as f:
+    return f.read()
+
+
+def check(directory: str, read_text: Callable[[str], str] = _read_local,
+          size_of: Callable[[str], int] = os.path.getsize) -> Tuple[bool, Optional[str]]:
   """(marked, problem): marked is whether the directory has a marker; problem is None
-  when it is marked and complete, else what is still missing (in words)."""
+  when it is marked and complete, else what is still missing (in words). read_text and
+  size_of read other file systems (the server passes tf.io.gfile's); they raise OSError
+  (FileNotFoundError for a missing file) as the local ones do."""
   path = os.path.join(directory, MARKER)
   try:
-    with open(path) as f:
-      text = f.read()
+    text = read_text(path)
   except FileNotFoundError:
     return False, f"no {MARKER} yet"
   except OSError as e:
@@ -81,7 +89,7 @@ def check(directory: str) -> Tuple[bool, Optional[str]]:
   missing, short = [], []
   for relative, size in sizes.items():
     try:
-      actual = os.path.getsize(os.path.join(directory, *relative.split("/")))
+      actual = size_of(os.path.join(directory, *relative.split("/")))
     except OSError:
       missing.append(relative)
       continue

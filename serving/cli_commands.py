@@ -36,7 +36,7 @@ def _error(message: str, code: int) -> int:
 # --- recsys serve --------------------------------------------------------------------------
 
 _SERVER_OPTIONS = ("host", "port", "poll_seconds", "max_batch_size", "max_workers",
-                   "max_receive_mb")
+                   "max_receive_mb", "rest_port")
 
 
 def _serve(args) -> int:
@@ -48,9 +48,19 @@ def _serve(args) -> int:
   model_server.configure_logging()
   options = {name: getattr(args, name) for name in _SERVER_OPTIONS
              if getattr(args, name) is not None}
+  options.setdefault("rest_port", tf_serving_config.REST_PORT)
   try:
+    if options["rest_port"] < -1:
+      raise ValueError(f"--rest-api-port must be a port, 0 (pick a free one) or -1 (no REST "
+                       f"API), got {options['rest_port']}")
     if args.ssl_config_file:
       options["ssl_config"] = security.read_ssl_config(args.ssl_config_file)
+    if args.batching_parameters_file and not args.enable_batching:
+      raise ValueError("--batching-parameters-file is read only with --enable-batching")
+    if args.enable_batching:
+      options["batching"] = (
+          tf_serving_config.read_batching_parameters(args.batching_parameters_file)
+          if args.batching_parameters_file else tf_serving_config.BatchingParameters())
     if args.auth_token_file:
       options["token"] = security.read_token(args.auth_token_file)
       if not security.token_file_is_private(args.auth_token_file):
@@ -71,6 +81,9 @@ def _add_serve(sub) -> None:
   p.add_argument("--port", type=int,
                  help="gRPC port (default 8500, TF Serving's; 0 picks a free one, see "
                       "--ready-file)")
+  p.add_argument("--rest-api-port", type=int, dest="rest_port",
+                 help="port of TF Serving's REST API (default 8501, TF Serving's; 0 picks a "
+                      "free one, see --ready-file; -1 serves no REST API)")
   p.add_argument("--poll-seconds", type=float,
                  help="how often to look for new versions (default 2)")
   p.add_argument("--max-batch-size", type=int,
@@ -87,7 +100,20 @@ def _add_serve(sub) -> None:
   p.add_argument("--auth-token-file",
                  help="require 'authorization: Bearer <token>' on every call, the token "
                       "read from this file (others get UNAUTHENTICATED)")
-  p.add_argument("--ready-file", help="write host/port/models here (JSON) once serving")
+  batching = tf_serving_config.BatchingParameters()
+  p.add_argument("--enable-batching", action="store_true",
+                 help="merge concurrent Predict calls to the same model version and "
+                      "signature into one model call, as TF Serving's --enable_batching "
+                      f"(defaults: max_batch_size {batching.max_batch_size}, "
+                      f"batch_timeout_micros {batching.batch_timeout_micros}, "
+                      f"max_enqueued_batches {batching.max_enqueued_batches}, "
+                      f"num_batch_threads {batching.num_batch_threads})")
+  p.add_argument("--batching-parameters-file",
+                 help="TF Serving's batching_parameters.txt (text BatchingParameters, as "
+                      "`recsys export-serving-config` writes); fields left out keep the "
+                      "defaults")
+  p.add_argument("--ready-file", help="write host/port/rest_port/models here (JSON) once "
+                                      "serving (rest_port: null without a REST API)")
   p.set_defaults(func=_serve)
 
 

@@ -4,6 +4,9 @@ availability-preserving policy, for every model directory under one base path.
     <model_base>/<model_name>/<version>/saved_model.pb   (version: a directory named by an
                                                            integer; other names are ignored)
 
+model_base may be a bucket URI (gs://...): every read goes through tf.io.gfile
+(serving/model_files.py).
+
 Every poll, for each model, the newest complete version that has not failed to load is
 the one to serve. It is loaded on the poller thread while the old one keeps serving, then
 swapped in by one assignment: requests already running hold the old version and finish on
@@ -29,7 +32,6 @@ directories all disappear keeps serving the version it has (TF Serving would unl
 """
 import dataclasses
 import logging
-import os
 import re
 import threading
 import time
@@ -40,7 +42,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_status_pb2
 
 from recsys_tfx.schema import push_manifest
-from recsys_tfx.serving import errors
+from recsys_tfx.serving import errors, model_files
 from recsys_tfx.serving.servable import Servable, load_servable
 
 log = logging.getLogger(__name__)
@@ -61,25 +63,14 @@ class VersionStatus:
 def list_versions(model_dir: str) -> Dict[int, str]:
   """version -> directory, for one model."""
   try:
-    names = os.listdir(model_dir)
+    names = model_files.listdir(model_dir)
   except OSError:
     return {}
-  paths = {int(n): os.path.join(model_dir, n) for n in names if _VERSION_NAME.fullmatch(n)}
-  return {v: p for v, p in paths.items() if os.path.isdir(p)}
+  paths = {int(n): model_files.join(model_dir, n) for n in names if _VERSION_NAME.fullmatch(n)}
+  return {v: p for v, p in paths.items() if model_files.isdir(p)}
 
 
-def fingerprint(path: str) -> Tuple:
-  """Names, sizes and modification times of a version's files: changes when it is rewritten."""
-  files = []
-  for root, _, names in os.walk(path):
-    for name in names:
-      try:
-        stat = os.stat(os.path.join(root, name))
-      except OSError:
-        continue
-      files.append((os.path.relpath(os.path.join(root, name), path), stat.st_size,
-                    stat.st_mtime_ns))
-  return tuple(sorted(files))
+fingerprint = model_files.fingerprint
 
 
 def _error_code(error: Exception) -> int:
@@ -167,15 +158,15 @@ class ModelManager:
 
   def _model_names(self) -> List[str]:
     try:
-      names = sorted(os.listdir(self.model_base))
+      names = sorted(model_files.listdir(self.model_base))
     except OSError as e:
       log.warning("cannot list model base %s: %s", self.model_base, e)
       return []
-    return [n for n in names
-            if not n.startswith(".") and os.path.isdir(os.path.join(self.model_base, n))]
+    return [n for n in names if not n.startswith(".")
+            and model_files.isdir(model_files.join(self.model_base, n))]
 
   def _update(self, name: str) -> None:
-    model_dir = os.path.join(self.model_base, name)
+    model_dir = model_files.join(self.model_base, name)
     versions = list_versions(model_dir)
     served = self._served.get(name)
     if not versions:
@@ -231,7 +222,7 @@ class ModelManager:
     """Whether the served version's files changed after it loaded. Only versions without
     a completion marker are watched: one copied by hand that paused for longer than two
     polls looked complete when it was not, and is reloaded once its copy has finished."""
-    if push_manifest.check(path)[0]:
+    if model_files.check_marker(path)[0]:
       return False
     return fingerprint(path) != self._loaded_files.get(name)
 
@@ -246,7 +237,7 @@ class ModelManager:
     between polls. The first sight of an unmarked directory therefore never loads it."""
     previous = self._last_seen.get((name, version))
     self._last_seen[(name, version)] = files
-    marked, problem = push_manifest.check(path)
+    marked, problem = model_files.check_marker(path)
     if marked:
       return None if problem is None else ("incomplete", f"still being copied: {problem}")
     if not files:

@@ -13,6 +13,10 @@ and swapped.
 prints "serving retrieval v1796044043 on 127.0.0.1:8500" once it listens, and stops
 cleanly (in-flight requests finish) on SIGTERM or Ctrl-C.
 
+TF Serving's REST API and a Prometheus metrics endpoint listen on a second port
+(--rest-api-port, 8501 by default; serving/rest.py), and --enable-batching merges
+concurrent Predicts into one model call (serving/batching.py).
+
 Exposure: it listens on 127.0.0.1 unless told otherwise, and warns when it listens
 anywhere else without TLS. TLS (and mutual TLS) is configured as TF Serving's
 --ssl_config_file; a bearer token may be required on every call (serving/security.py).
@@ -32,9 +36,12 @@ from typing import Dict, Optional
 import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from recsys_tfx.serving import admission, security
+from recsys_tfx.serving import admission, model_files, rest, security
+from recsys_tfx.serving.batching import Batcher
+from recsys_tfx.serving.metrics import Metrics
 from recsys_tfx.serving.model_manager import ModelManager
-from recsys_tfx.serving.services import ModelService, PredictionService
+from recsys_tfx.serving.services import ModelService, PredictionService, Predictor
+from recsys_tfx.serving.tf_serving_config import BatchingParameters
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +86,9 @@ class ModelServer:
                poll_seconds: float = DEFAULT_POLL_SECONDS,
                max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_workers: int = DEFAULT_WORKERS,
                max_receive_mb: float = DEFAULT_MAX_RECEIVE_MB,
-               ssl_config: Optional[security.SslConfig] = None, token: Optional[str] = None):
-    if not os.path.isdir(model_base):
+               ssl_config: Optional[security.SslConfig] = None, token: Optional[str] = None,
+               batching: Optional[BatchingParameters] = None, rest_port: Optional[int] = None):
+    if not model_files.isdir(model_base):  # a local path or a bucket URI (gs://...)
       raise FileNotFoundError(f"model base {model_base} is not a directory (the Pusher writes "
                               "<model_base>/<model_name>/<version>/)")
     if not max_receive_mb > 0:
@@ -91,6 +99,15 @@ class ModelServer:
     self._ssl_config = ssl_config
     self._token = token
     self._max_batch_size = max_batch_size
+    self._max_receive_bytes = int(max_receive_mb * MIB)
+    # TF Serving's REST API on a second port: None or negative, none; 0 picks a free port.
+    self.rest_port = rest_port if rest_port is not None and rest_port >= 0 else None
+    self.rest: Optional[rest.RestServer] = None
+    self.metrics = Metrics()
+    # Batching, as TF Serving's --enable_batching (serving/batching.py); None: every
+    # request runs alone.
+    self.batcher = Batcher(batching, self.metrics) if batching else None
+    self.predictor = Predictor(self.manager, max_batch_size, self.batcher, self.metrics)
     self._executor = futures.ThreadPoolExecutor(max_workers, thread_name_prefix="grpc")
     # The token first: a call without it is refused before its message is even parsed.
     interceptors = [security.TokenInterceptor(token)] if token else []
@@ -98,7 +115,7 @@ class ModelServer:
     self._server = grpc.server(self._executor, options=grpc_options(max_receive_mb),
                                interceptors=interceptors)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(self.manager, max_batch_size), self._server)
+        PredictionService(self.predictor), self._server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(self.manager), self._server)
 
@@ -130,18 +147,30 @@ class ModelServer:
     if not bound:
       raise OSError(f"cannot listen on {self.address} (is the port in use?)")
     self.port = bound
+    if self.rest_port is not None:
+      self.rest = rest.RestServer(self.predictor, self.host, self.rest_port,
+                                  self._max_receive_bytes, self._ssl_config, self._token)
+      self.rest_port = self.rest.port
     self.manager.start()  # the models load before the server answers, as in TF Serving
     # The loaded models are long-lived: move them out of the garbage collector's view,
     # or a full collection (~200 ms with TensorFlow loaded) stalls every request.
     gc.freeze()
+    if self.batcher is not None:
+      self.batcher.start()
     self._server.start()
+    if self.rest is not None:
+      self.rest.start()
     return self
 
   def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
     """Stops polling, lets in-flight requests finish (up to `grace` seconds), then returns."""
     self.manager.stop()
+    if self.rest is not None:
+      self.rest.stop(grace)
     self._server.stop(grace).wait()
     self._executor.shutdown(wait=True)
+    if self.batcher is not None:  # after the calls that could still be waiting on it
+      self.batcher.stop()
 
 
 def describe(versions: Dict[str, int]) -> str:
@@ -149,8 +178,9 @@ def describe(versions: Dict[str, int]) -> str:
 
 
 def _write_ready_file(path: str, server: ModelServer) -> None:
-  info = {"host": server.host, "port": server.port, "pid": os.getpid(),
-          "models": server.manager.served_versions(), "protection": server.protection()}
+  info = {"host": server.host, "port": server.port, "rest_port": server.rest_port,
+          "pid": os.getpid(), "models": server.manager.served_versions(),
+          "protection": server.protection()}
   with open(path + ".tmp", "w") as f:
     json.dump(info, f)
   os.replace(path + ".tmp", path)  # readers never see half a file
@@ -199,6 +229,8 @@ def serve(model_base: str, ready_file: Optional[str] = None, **options) -> None:
   try:
     print(f"serving {describe(server.manager.served_versions())} on {server.address} "
           f"({server.protection()})", flush=True)
+    if server.rest is not None:
+      print(f"REST API on {server.rest.url}", flush=True)
     if ready_file:
       _write_ready_file(ready_file, server)
     while not stopping.wait(0.5):

@@ -7,7 +7,6 @@ TF Serving loads), so metadata is exactly TF Serving's, `__saved_model_init_op` 
 import dataclasses
 import functools
 import logging
-import os
 import sys
 from typing import Dict, Mapping
 
@@ -17,6 +16,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 from recsys_tfx.schema.export_contract import MAX_WARMUP_RECORDS, WARMUP_FILE
+from recsys_tfx.serving import model_files
 from recsys_tfx.serving.signature_runner import run_predict
 
 log = logging.getLogger(__name__)
@@ -48,13 +48,12 @@ def register_scann_ops() -> bool:
 
 def read_signature_defs(path: str) -> Dict[str, meta_graph_pb2.SignatureDef]:
   saved_model = saved_model_pb2.SavedModel()
-  binary, text = os.path.join(path, "saved_model.pb"), os.path.join(path, "saved_model.pbtxt")
-  if os.path.exists(binary):
-    with open(binary, "rb") as f:
-      saved_model.ParseFromString(f.read())
-  elif os.path.exists(text):
-    with open(text) as f:
-      text_format.Parse(f.read(), saved_model)
+  binary, text = model_files.join(path, "saved_model.pb"), model_files.join(path,
+                                                                           "saved_model.pbtxt")
+  if model_files.exists(binary):
+    saved_model.ParseFromString(model_files.read_bytes(binary))
+  elif model_files.exists(text):
+    text_format.Parse(model_files.read_text(text), saved_model)
   else:
     raise FileNotFoundError(f"{path} has no saved_model.pb or saved_model.pbtxt")
   for meta_graph in saved_model.meta_graphs:
@@ -80,8 +79,8 @@ def warm_up(servable: Servable) -> int:
   """Replays the version's warm-up file, as TF Serving does, so the first real request
   does not pay for graph optimisation. Only predict_log records are supported; a failing
   record fails the load (TF Serving's behaviour too)."""
-  path = os.path.join(servable.path, WARMUP_FILE)
-  if not os.path.exists(path):
+  path = model_files.join(servable.path, WARMUP_FILE)
+  if not model_files.exists(path):
     return 0
   count = 0
   for record in tf.data.TFRecordDataset(path).take(MAX_WARMUP_RECORDS):

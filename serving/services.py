@@ -1,18 +1,27 @@
 """TF Serving's two gRPC services over a ModelManager: PredictionService (Predict,
 GetModelMetadata) and ModelService (GetModelStatus). Classify, Regress, MultiInference and
 HandleReloadConfigRequest answer UNIMPLEMENTED (the generated base classes do that).
+
+Predictor is the Predict both APIs share (gRPC here, REST in serving/rest.py): it
+resolves the version, checks the request, runs it (through the batcher when batching is
+on) and counts it in the metrics.
 """
 import functools
 import logging
+import time
+from typing import Callable, Optional
 
 import grpc
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
                                      model_service_pb2_grpc, prediction_service_pb2_grpc)
 
 from recsys_tfx.serving import errors
+from recsys_tfx.serving.batching import Batcher
+from recsys_tfx.serving.metrics import UNKNOWN, Metrics
 from recsys_tfx.serving.model_manager import ModelManager
 from recsys_tfx.serving.servable import Servable
-from recsys_tfx.serving.signature_runner import run_predict
+from recsys_tfx.serving.signature_runner import (DEFAULT_SIGNATURE, call_model,
+                                                 predict_response, prepare_predict)
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +50,7 @@ def _require_model_spec(request) -> None:
     raise errors.invalid_argument("Missing ModelSpec")
 
 
-def _servable(manager: ModelManager, request) -> Servable:
+def servable_for(manager: ModelManager, request) -> Servable:
   _require_model_spec(request)
   spec = request.model_spec
   if not spec.name:
@@ -53,34 +62,63 @@ def _servable(manager: ModelManager, request) -> Servable:
   return manager.get(spec.name, spec.version.value if choice == "version" else None)
 
 
+class Predictor:
+  """Predict for either API; raises errors.ServingError on bad requests."""
+
+  def __init__(self, manager: ModelManager, max_batch_size: int,
+               batcher: Optional[Batcher] = None, metrics: Optional[Metrics] = None):
+    self.manager = manager
+    self.max_batch_size = max_batch_size
+    self.batcher = batcher
+    self.metrics = metrics
+
+  def predict(self, request, api: str, fill: Optional[Callable] = None):
+    """`fill(servable, request)`, when given, completes the request once the version is
+    known (REST reads its JSON by the signature's dtypes); its errors count like any."""
+    started = time.monotonic()
+    spec = request.model_spec
+    # Labels of served names only (see serving/metrics.py): unknown ones stay UNKNOWN.
+    model, signature, version = UNKNOWN, UNKNOWN, ""
+    code = grpc.StatusCode.INTERNAL
+    try:
+      servable = servable_for(self.manager, request)
+      model, version = servable.name, str(servable.version)
+      if fill is not None:
+        fill(servable, request)
+      if (spec.signature_name or DEFAULT_SIGNATURE) in servable.signature_defs:
+        signature = spec.signature_name or DEFAULT_SIGNATURE
+      prepared = prepare_predict(servable, request, self.max_batch_size)
+      if self.batcher is not None and prepared.rows is not None:
+        outputs = self.batcher.run(prepared)
+      else:
+        outputs = call_model(prepared)
+      response = predict_response(prepared, outputs)
+      code = grpc.StatusCode.OK
+      return response
+    except errors.ServingError as e:
+      code = e.code
+      if model == UNKNOWN and spec.name and self.manager.statuses(spec.name):
+        model = spec.name  # a known model, asked for a version it does not serve
+      raise
+    finally:
+      if self.metrics is not None:
+        self.metrics.observe_request(api, model, signature, version, code.name,
+                                     time.monotonic() - started)
+
+
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
-  def __init__(self, manager: ModelManager, max_batch_size: int):
-    self._manager = manager
-    self._max_batch_size = max_batch_size
+  def __init__(self, predictor: Predictor):
+    self._predictor = predictor
+    self._manager = predictor.manager
 
   @_rpc
   def Predict(self, request, context):
-    return run_predict(_servable(self._manager, request), request, self._max_batch_size)
+    return self._predictor.predict(request, "grpc")
 
   @_rpc
   def GetModelMetadata(self, request, context):
-    _require_model_spec(request)
-    if not request.metadata_field:
-      raise errors.invalid_argument(
-          "GetModelMetadataRequest must specify at least one metadata_field")
-    for field in request.metadata_field:
-      if field != SIGNATURE_DEF:
-        raise errors.invalid_argument(f"Metadata field {field} is not supported")
-    servable = _servable(self._manager, request)
-    signature_map = get_model_metadata_pb2.SignatureDefMap()
-    for key, signature in servable.signature_defs.items():
-      signature_map.signature_def[key].CopyFrom(signature)
-    response = get_model_metadata_pb2.GetModelMetadataResponse()
-    response.model_spec.name = servable.name
-    response.model_spec.version.value = servable.version
-    response.metadata[SIGNATURE_DEF].Pack(signature_map)
-    return response
+    return model_metadata(self._manager, request)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
@@ -90,20 +128,49 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
   @_rpc
   def GetModelStatus(self, request, context):
-    _require_model_spec(request)
-    name = request.model_spec.name
-    statuses = self._manager.statuses(name)
-    if request.model_spec.HasField("version"):
-      version = request.model_spec.version.value
-      if version not in statuses:
-        raise errors.not_found(f"Could not find version {version} of model {name}")
-      statuses = {version: statuses[version]}
-    elif not statuses:
-      raise errors.not_found(f"Could not find any versions of model {name}")
-    response = get_model_status_pb2.GetModelStatusResponse()
-    for version in sorted(statuses, reverse=True):  # newest first, as TF Serving lists them
-      status = statuses[version]
-      entry = response.model_version_status.add(version=version, state=status.state)
-      entry.status.error_code = status.error_code
-      entry.status.error_message = status.error_message
-    return response
+    return model_status(self._manager, request)
+
+
+def model_metadata(manager: ModelManager, request):
+  """GetModelMetadata (either API)."""
+  _require_model_spec(request)
+  if not request.metadata_field:
+    raise errors.invalid_argument(
+        "GetModelMetadataRequest must specify at least one metadata_field")
+  for field in request.metadata_field:
+    if field != SIGNATURE_DEF:
+      raise errors.invalid_argument(f"Metadata field {field} is not supported")
+  servable = servable_for(manager, request)
+  response = get_model_metadata_pb2.GetModelMetadataResponse()
+  response.model_spec.name = servable.name
+  response.model_spec.version.value = servable.version
+  response.metadata[SIGNATURE_DEF].Pack(signature_def_map(servable))
+  return response
+
+
+def signature_def_map(servable: Servable) -> get_model_metadata_pb2.SignatureDefMap:
+  signature_map = get_model_metadata_pb2.SignatureDefMap()
+  for key, signature in servable.signature_defs.items():
+    signature_map.signature_def[key].CopyFrom(signature)
+  return signature_map
+
+
+def model_status(manager: ModelManager, request):
+  """GetModelStatus (either API)."""
+  _require_model_spec(request)
+  name = request.model_spec.name
+  statuses = manager.statuses(name)
+  if request.model_spec.HasField("version"):
+    version = request.model_spec.version.value
+    if version not in statuses:
+      raise errors.not_found(f"Could not find version {version} of model {name}")
+    statuses = {version: statuses[version]}
+  elif not statuses:
+    raise errors.not_found(f"Could not find any versions of model {name}")
+  response = get_model_status_pb2.GetModelStatusResponse()
+  for version in sorted(statuses, reverse=True):  # newest first, as TF Serving lists them
+    status = statuses[version]
+    entry = response.model_version_status.add(version=version, state=status.state)
+    entry.status.error_code = status.error_code
+    entry.status.error_message = status.error_message
+  return response

@@ -16,7 +16,8 @@ max_batch_size * MAX_VALUES_PER_ROW, and the values it carries must be exactly a
 as it declares (or one value repeated over at most max_batch_size elements, the form
 tf.make_tensor_proto(scalar, shape=[n]) writes).
 """
-from typing import Dict, List
+import dataclasses
+from typing import Dict, List, Optional, Tuple
 
 import grpc
 import numpy as np
@@ -39,9 +40,35 @@ _VALUE_FIELDS = {
 }
 
 
-def run_predict(servable, request: predict_pb2.PredictRequest,
-                max_batch_size: int) -> predict_pb2.PredictResponse:
-  """`servable` is a serving.servable.Servable; raises errors.ServingError on bad input."""
+@dataclasses.dataclass(frozen=True)
+class PreparedPredict:
+  """A PredictRequest that passed every check, its input tensors built: what the model is
+  called with (alone, or merged with others by serving/batching.py) and what the
+  response needs."""
+  servable: object  # serving.servable.Servable
+  model_name: str  # as the request spelled it, echoed in the response
+  signature_name: str
+  function: object
+  inputs: Dict[str, tf.Tensor]
+  output_aliases: List[str]
+  # The rows (dim 0) every input shares when the signature batches (every input and
+  # output has an open dim 0), else None: such a request is only ever run alone.
+  rows: Optional[int]
+
+  def batch_key(self) -> Tuple:
+    """Requests with equal keys may be merged: same loaded version (the object, so a
+    reload of the same version number is another key), signature, input names, dtypes and
+    inner shapes."""
+    return (self.servable.name, self.servable.version, id(self.servable),
+            self.signature_name, tuple(sorted(
+                (alias, tensor.dtype.name, tuple(tensor.shape[1:]))
+                for alias, tensor in self.inputs.items())))
+
+
+def prepare_predict(servable, request: predict_pb2.PredictRequest,
+                    max_batch_size: int) -> PreparedPredict:
+  """Checks the request against the signature and builds its input tensors; raises
+  errors.ServingError on bad input."""
   name = request.model_spec.signature_name or DEFAULT_SIGNATURE
   signature = servable.signature_defs.get(name)
   function = servable.functions.get(name)
@@ -55,15 +82,46 @@ def run_predict(servable, request: predict_pb2.PredictRequest,
     _check_input(alias, proto, signature.inputs[alias], max_batch_size)
   inputs = {alias: _input_tensor(alias, proto, signature.inputs[alias])
             for alias, proto in protos.items()}
-  outputs = _call(function, inputs)
+  rows = None
+  if batches(signature):
+    sizes = {int(tensor.shape[0]) for tensor in inputs.values()}
+    rows = sizes.pop() if len(sizes) == 1 else None  # unequal batches: the model decides
+  return PreparedPredict(servable, request.model_spec.name, name, function, inputs, aliases,
+                         rows)
 
+
+def batches(signature) -> bool:
+  """Whether requests to this signature can be concatenated along dim 0 and their answers
+  split back: every input and output has a known rank and an open first dimension."""
+  tensors = list(signature.inputs.values()) + list(signature.outputs.values())
+  return bool(tensors) and all(
+      not t.tensor_shape.unknown_rank and t.tensor_shape.dim and t.tensor_shape.dim[0].size < 0
+      for t in tensors)
+
+
+def call_model(prepared: PreparedPredict,
+               inputs: Optional[Dict[str, tf.Tensor]] = None) -> Dict[str, tf.Tensor]:
+  """The signature's function on the request's inputs (or on `inputs`: a merged batch)."""
+  return _call(prepared.function, prepared.inputs if inputs is None else inputs)
+
+
+def predict_response(prepared: PreparedPredict,
+                     outputs: Dict[str, tf.Tensor]) -> predict_pb2.PredictResponse:
   response = predict_pb2.PredictResponse()
-  response.model_spec.name = request.model_spec.name
-  response.model_spec.version.value = servable.version
-  response.model_spec.signature_name = name
-  for alias in aliases:
+  response.model_spec.name = prepared.model_name
+  response.model_spec.version.value = prepared.servable.version
+  response.model_spec.signature_name = prepared.signature_name
+  for alias in prepared.output_aliases:
     response.outputs[alias].CopyFrom(as_proto_field(outputs[alias]))
   return response
+
+
+def run_predict(servable, request: predict_pb2.PredictRequest,
+                max_batch_size: int) -> predict_pb2.PredictResponse:
+  """`servable` is a serving.servable.Servable; raises errors.ServingError on bad input.
+  The request runs alone (no batching)."""
+  prepared = prepare_predict(servable, request, max_batch_size)
+  return predict_response(prepared, call_model(prepared))
 
 
 def as_proto_field(value: tf.Tensor) -> tensor_pb2.TensorProto:

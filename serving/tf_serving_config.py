@@ -10,10 +10,12 @@ files from there, so write them into the model base itself (the default) to ship
 with the models, or anywhere with --out.
 """
 import dataclasses
+import functools
 import os
 from typing import Dict, List
 
-from google.protobuf import text_format
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+from google.protobuf import wrappers_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 CONTAINER_BASE = "/models"  # where tf-serving.yaml mounts the model volume
@@ -66,6 +68,54 @@ def batching_parameters_text(params: BatchingParameters) -> str:
   # The proto is not in tensorflow-serving-api's Python package; its text form is simple.
   return "".join(f"{field.name} {{ value: {getattr(params, field.name)} }}\n"
                  for field in dataclasses.fields(params))
+
+
+@functools.lru_cache(maxsize=None)
+def batching_parameters_class():
+  """TF Serving's BatchingParameters message (session_bundle_config.proto, fields 1-4:
+  Int64Value), declared here because tensorflow-serving-api does not ship it."""
+  pool = descriptor_pool.DescriptorPool()
+  wrappers = descriptor_pb2.FileDescriptorProto()
+  wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)
+  pool.Add(wrappers)
+  proto = descriptor_pb2.FileDescriptorProto(
+      name="recsys_tfx/serving/batching_parameters.proto", package="tensorflow.serving",
+      syntax="proto3", dependency=["google/protobuf/wrappers.proto"])
+  message = proto.message_type.add(name="BatchingParameters")
+  for number, name in enumerate(["max_batch_size", "batch_timeout_micros",
+                                 "max_enqueued_batches", "num_batch_threads"], start=1):
+    message.field.add(name=name, number=number, type_name=".google.protobuf.Int64Value",
+                      type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
+                      label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+  pool.Add(proto)
+  return message_factory.MessageFactory(pool).GetPrototype(
+      pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters"))
+
+
+def read_batching_parameters(path: str) -> BatchingParameters:
+  """A batching_parameters.txt (TF Serving's --batching_parameters_file); fields it leaves
+  out take BatchingParameters' defaults. ValueError (naming the file) when it cannot be
+  used."""
+  try:
+    with open(path) as f:
+      text = f.read()
+  except OSError as e:
+    raise ValueError(f"batching parameters file {path}: {e.strerror}") from None
+  message = batching_parameters_class()()
+  try:
+    text_format.Parse(text, message)
+  except text_format.ParseError as e:
+    names = ", ".join(f.name for f in dataclasses.fields(BatchingParameters))
+    raise ValueError(f"{path}: not a BatchingParameters text proto with the fields this "
+                     f"server supports ({names}; e.g. 'max_batch_size {{ value: 64 }}'): "
+                     f"{e}") from None
+  given = {field.name: getattr(message, field.name).value
+           for field in dataclasses.fields(BatchingParameters)
+           if message.HasField(field.name)}
+  try:
+    return BatchingParameters(**given)
+  except ValueError as e:
+    raise ValueError(f"{path}: {e}") from None
 
 
 def _write(path: str, text: str) -> None:

@@ -226,7 +226,7 @@ def server(model_base, tmp_path_factory):
   ready_file, log_path = run_dir / "ready.json", run_dir / "server.log"
   command = [sys.executable, "-m", "recsys_tfx.serving.cli_commands", "serve", "--model-base",
              str(model_base),
-             "--port", "0", "--poll-seconds", str(POLL_SECONDS),
+             "--port", "0", "--rest-api-port", "0", "--poll-seconds", str(POLL_SECONDS),
              "--max-batch-size", str(MAX_BATCH), "--ready-file", str(ready_file)]
   with open(log_path, "w") as log:
     process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
@@ -659,7 +659,7 @@ def test_server_logs_reach_stderr_even_after_absl_configured_logging(model_base,
   code = ("import sys, absl.logging; absl.logging.info('before the server'); "
           "from recsys_tfx import cli; sys.exit(cli.main(sys.argv[1:]))")
   command = [sys.executable, "-c", code, "serve", "--model-base", str(model_base), "--port",
-             "0", "--ready-file", str(ready_file)]
+             "0", "--rest-api-port", "-1", "--ready-file", str(ready_file)]
   with open(log_path, "w") as log:
     process = subprocess.Popen(command, cwd=str(tmp_path), stdout=log,
                                stderr=subprocess.STDOUT)

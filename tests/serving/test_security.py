@@ -149,6 +149,42 @@ def test_bearer_token_is_required_on_every_call(model_base, pki, tmp_path):
     server.stop(grace=1)
 
 
+def _rest_predict(port: int, context=None, scheme: str = "https", token: str = ""):
+  import json
+  import urllib.request
+  request = urllib.request.Request(
+      f"{scheme}://127.0.0.1:{port}/v1/models/retrieval:predict",
+      data=json.dumps({"instances": ["u0"]}).encode(), method="POST",
+      headers={"Authorization": f"Bearer {token}"} if token else {})
+  with urllib.request.urlopen(request, timeout=TIMEOUT, context=context) as answer:
+    return json.loads(answer.read())["predictions"]
+
+
+def test_rest_api_uses_the_same_mutual_tls_and_token(model_base, pki):
+  import ssl
+  import urllib.error
+  _, paths, _ = pki
+  config = security.read_ssl_config(_ssl_config_file(pki, mutual=True))
+  server = ModelServer(model_base, port=0, poll_seconds=60, ssl_config=config,
+                       token="s3cret", rest_port=0).start()
+  try:
+    assert server.rest.url == f"https://127.0.0.1:{server.rest_port}"
+    client = ssl.create_default_context(cafile=paths["ca"])
+    client.load_cert_chain(paths["client_cert"], paths["client_key"])
+    predictions = _rest_predict(server.rest_port, client, token="s3cret")
+    assert len(predictions) == 1 and len(predictions[0]["item_ids"]) == serving_toys.K
+    with pytest.raises(urllib.error.HTTPError) as raised:  # TLS, no token
+      _rest_predict(server.rest_port, client)
+    assert raised.value.code == 401
+    no_certificate = ssl.create_default_context(cafile=paths["ca"])
+    with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
+      _rest_predict(server.rest_port, no_certificate, token="s3cret")
+    with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):  # plaintext
+      _rest_predict(server.rest_port, scheme="http", token="s3cret")
+  finally:
+    server.stop(grace=1)
+
+
 def test_listening_beyond_loopback_without_tls_is_warned_about(model_base, caplog):
   caplog.set_level(logging.WARNING, "recsys_tfx.serving.model_server")
   loopback = ModelServer(model_base, port=0, poll_seconds=60).start()

@@ -65,7 +65,7 @@ def server(model_base, tmp_path_factory):
   run_dir = tmp_path_factory.mktemp("server")
   ready, log_path = run_dir / "ready.json", run_dir / "server.log"
   command = [sys.executable, "-m", "serving.cli_commands", "serve", "--model-base",
-             model_base, "--port", "0", "--ready-file", str(ready)]
+             model_base, "--port", "0", "--rest-api-port", "0", "--ready-file", str(ready)]
   with open(log_path, "w") as log:
     process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
   try:
