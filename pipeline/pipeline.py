@@ -70,14 +70,34 @@ def _latest_blessed(name: str, blessed_by: str):
   ).with_id(f"LatestBlessed{name}Model")
 
 
-def _tfma(name: str, trainer, examples, eval_config, baseline, split: str):
+def runs_in_direct_runner(beam_args: List[str]) -> bool:
+  """Whether Beam args name no runner (Beam's default, the DirectRunner) or the
+  DirectRunner itself; the last --runner wins, as in Beam's option parsing."""
+  runners = [a.split("=", 1)[1] for a in beam_args if a.startswith("--runner=")]
+  return not runners or runners[-1] in ("DirectRunner", "direct")
+
+
+def evaluator_beam_args(beam_args: List[str]) -> List[str]:
+  """The Evaluator's component-level Beam args (TFX appends them to the pipeline's).
+
+  On the DirectRunner, TFMA runs in this process (IN_PROCESS_BEAM): it loads the
+  SavedModel, whose ScaNN ops are registered only where scann was imported
+  (components/tfma_metrics.py), i.e. here, not in multi-processing workers. On a
+  distributed runner (Dataflow, Flink, Spark) nothing is added, so the pipeline's runner
+  evaluates at scale: its workers run the pipeline image, which must import scann (the
+  project's code does, through components/tfma_metrics.py) for the model to load."""
+  return list(IN_PROCESS_BEAM) if runs_in_direct_runner(beam_args) else []
+
+
+def _tfma(name: str, trainer, examples, eval_config, baseline, split: str,
+          beam_args: List[str]):
   validator = tfx.components.Evaluator(
       examples=examples, model=trainer.outputs["model"],
       baseline_model=baseline.outputs["model"], eval_config=eval_config,
       example_splits=[split]).with_id(f"{name}Validator")
-  # In-process Beam: TFMA loads the SavedModel, whose ScaNN ops are registered only where
-  # scann was imported (components/tfma_metrics.py), i.e. this process, not fresh workers.
-  validator.with_beam_pipeline_args(IN_PROCESS_BEAM)
+  own_args = evaluator_beam_args(beam_args)
+  if own_args:
+    validator.with_beam_pipeline_args(own_args)
   return validator
 
 
@@ -95,6 +115,7 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
   (pipeline/run_state.py) is part of the first component's properties, so outputs of
   other code are never reused."""
   configs.validate_against_schema(config, feats.load_features(schema_file), schema_file)
+  beam_args = beam_args if beam_args is not None else config.beam_args
   example_gen = TimeSplitExampleGen(
       input_base=data_dir, schema_file=schema_file, seed=config.seed,
       min_interactions_to_hold_out=config.min_interactions_to_hold_out,
@@ -127,7 +148,7 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
   retrieval_baseline = _latest_blessed("Retrieval", "RetrievalValidator")
   retrieval_validator = _tfma("Retrieval", retrieval_trainer, example_gen.outputs["examples"],
                               model_validation.eval_config(config.validation),
-                              retrieval_baseline, "test")
+                              retrieval_baseline, "test", beam_args)
   retrieval_report = BlessingReport(
       evaluation=retrieval_validator.outputs["evaluation"],
       blessing=retrieval_validator.outputs["blessing"]).with_id("RetrievalBlessingReport")
@@ -153,7 +174,7 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
     ranking_validator = _tfma("Ranking", ranking_trainer,
                               ranking_examples.outputs["ranking_examples"],
                               model_validation.ranking_eval_config(config.validation),
-                              ranking_baseline, "sample")
+                              ranking_baseline, "sample", beam_args)
     gate = RankingGate(
         ranking_examples=ranking_examples.outputs["ranking_examples"],
         model=ranking_trainer.outputs["model"],
@@ -180,4 +201,4 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
       components=components,
       enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,
-      beam_pipeline_args=beam_args if beam_args is not None else config.beam_args)
+      beam_pipeline_args=beam_args)
