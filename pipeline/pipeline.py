@@ -21,6 +21,7 @@ from tfx import v1 as tfx
 from recsys_tfx.components.anomaly_gate.component import AnomalyGate
 from recsys_tfx.components.atomic_pusher.component import AtomicPusher
 from recsys_tfx.components.blessing_report.component import BlessingReport
+from recsys_tfx.components.ingest import spans
 from recsys_tfx.components.ranking_eval_examples.component import RankingEvalExamples
 from recsys_tfx.components.ranking_gate.component import RankingGate
 from recsys_tfx.components.recommender_composer.component import RecommenderComposer
@@ -47,6 +48,17 @@ def ranking_custom_config(config: PipelineConfig, data_dir: str) -> dict:
   return trainer_config.to_custom_config(trainer_config.RankingRun(
       config.ranking, config.trainer, config.seed, data_dir,
       config.min_interactions_to_hold_out))
+
+
+def span_options(config: PipelineConfig, data_spans: Optional[List[spans.Span]]) -> dict:
+  """TimeSplitExampleGen's span arguments: the pattern and window (also in a compiled
+  Kubeflow spec) and the spans this run read, when the data is spans:<pattern>."""
+  if not spans.is_span_source(config.data):
+    return {}
+  return {"span_pattern": spans.pattern_of(config.data),
+          "window_spans": config.data_spans.window_spans,
+          "skip_bad_spans": config.data_spans.skip_bad_spans,
+          "spans": [(s.number, s.path) for s in data_spans or []]}
 
 
 def _trainer(name: str, run_fn: str, transform, schema_gen, custom_config: dict):
@@ -109,17 +121,20 @@ def _pusher(name: str, trainer, blessing, push_dir: str):
 def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
                     metadata_connection_config=None,
                     beam_args: Optional[List[str]] = None, enable_cache: bool = True,
-                    code_version: str = "") -> tfx.dsl.Pipeline:
+                    code_version: str = "",
+                    data_spans: Optional[List[spans.Span]] = None) -> tfx.dsl.Pipeline:
   """The DAG. With enable_cache, a component whose inputs and properties match an
   execution that completed is not run again (TFX's cache): a rerun resumes. code_version
   (pipeline/run_state.py) is part of the first component's properties, so outputs of
-  other code are never reused."""
+  other code are never reused. data_spans: the dated spans data_dir was read from
+  (components/ingest/spans.py), recorded on the Examples artifact."""
   configs.validate_against_schema(config, feats.load_features(schema_file), schema_file)
   beam_args = beam_args if beam_args is not None else config.beam_args
   example_gen = TimeSplitExampleGen(
       input_base=data_dir, schema_file=schema_file, seed=config.seed,
       min_interactions_to_hold_out=config.min_interactions_to_hold_out,
-      history_length=config.history_length, code_version=code_version)
+      history_length=config.history_length, code_version=code_version,
+      **span_options(config, data_spans))
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
   schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
   example_validator = tfx.components.ExampleValidator(
