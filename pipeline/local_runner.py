@@ -50,7 +50,8 @@ def resolve_spans(config: configs.PipelineConfig) -> Optional[spans.Resolved]:
   """The spans this run reads (None when the data is not spans:<pattern>)."""
   if not spans.is_span_source(config.data):
     return None
-  resolved = spans.resolve(spans.pattern_of(config.data), config.data_spans)
+  # absolute, so what MLMD records names the files wherever it is read from
+  resolved = spans.resolve(configs.resolve(spans.pattern_of(config.data)), config.data_spans)
   for skipped in resolved.skipped:
     print(f"  skipped (data_spans.skip_bad_spans): {skipped}", flush=True)
   print(f"  spans {resolved.numbers} (data_spans.window_spans: "

@@ -55,7 +55,7 @@ def span_options(config: PipelineConfig, data_spans: Optional[List[spans.Span]])
   Kubeflow spec) and the spans this run read, when the data is spans:<pattern>."""
   if not spans.is_span_source(config.data):
     return {}
-  return {"span_pattern": spans.pattern_of(config.data),
+  return {"span_pattern": configs.resolve(spans.pattern_of(config.data)),
           "window_spans": config.data_spans.window_spans,
           "skip_bad_spans": config.data_spans.skip_bad_spans,
           "spans": [(s.number, s.path) for s in data_spans or []]}
