@@ -7,8 +7,8 @@ slices like any other metric. With one held-out item per user, Recall@K equals
 HitRate@K and AP@K is 1 / (rank + 1) inside the top K.
 
 The model TFMA loads holds ScaNN ops, so the process that loads it must have imported
-scann. This module does; the pipeline runs the Evaluator's Beam job in-process (see
-pipeline/pipeline.py) so that import is in effect there. On a distributed Beam runner,
+scann. This module does; on the DirectRunner the pipeline runs the Evaluator's Beam job
+in-process (see pipeline/pipeline.py) so that import is in effect there. On a distributed Beam runner,
 the worker image must import scann too (e.g. a Beam --setup_file that installs it and a
 worker start-up hook).
 """

@@ -23,8 +23,20 @@ def add_commands(subparsers) -> None:
   compile_.add_argument("--output", help="spec file to write (.json, or .yaml)")
   compile_.set_defaults(func=_compile)
 
-  schedule = sub.add_parser("schedule", help="upload the spec and create/update a cron "
-                                             "recurring run (KFP REST API v2beta1)")
+  schedule = sub.add_parser(
+      "schedule", help="upload the spec and create/update a cron recurring run (KFP REST "
+                       "API v2beta1)",
+      description="Upload the compiled spec and create or update a cron recurring run. "
+                  "Nightly runs over dated spans: set `data: spans:gs://.../{YYYY}-{MM}-{DD}` "
+                  "in the Kubeflow config (and data_spans.window_spans in the pipeline "
+                  "config); each scheduled run's TimeSplitExampleGen then resolves the "
+                  "pattern when it runs, reads the newest span(s) (a rolling window of "
+                  "window_spans), writes their canonical copy to data_dir and records the "
+                  "span numbers on its Examples in ML Metadata. It is never cached, so a "
+                  "run never reuses an earlier day's examples. Schedule it after the day's "
+                  "span lands, e.g. --cron \"0 3 * * *\" (UTC). Unlike `recsys run`, a "
+                  "scheduled run does not stop early when no span is new: it trains, and "
+                  "validation decides whether it pushes.")
   _common(schedule)
   schedule.add_argument("--host", required=True, help="KFP API endpoint, e.g. "
                         "http://localhost:8080 (kubectl port-forward svc/ml-pipeline-ui); "

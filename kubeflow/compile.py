@@ -1,6 +1,9 @@
 """Compiles the pipeline (pipeline.pipeline.create_pipeline, the same one LocalDagRunner
 runs) into a KFP v2 PipelineSpec with KubeflowV2DagRunner.
 
+With `data: spans:<bucket pattern>` (kubeflow/config.py) the pattern and the window reach
+TimeSplitExampleGen, which resolves the newest span(s) each time it runs, uncached.
+
 The schema is the one path mapped for the cluster: create_pipeline reads it while building
 (to validate the config), so it gets the repo's copy; the paths it records are then moved
 to the image's copy (<image_repo_root>/schema/...; the Dockerfile installs the repo there).
@@ -15,6 +18,7 @@ from typing import Any, Dict
 
 import yaml
 
+from recsys_tfx.components.ingest import spans
 from recsys_tfx.pipeline import configs
 from recsys_tfx.kubeflow.config import REPO_ROOT, KubeflowConfig
 from recsys_tfx.pipeline.configs import PipelineConfig
@@ -25,8 +29,12 @@ class CompileError(ValueError):
 
 
 def remote_pipeline_config(kf: KubeflowConfig) -> PipelineConfig:
-  return dataclasses.replace(configs.load(_find(kf.pipeline_config)),
-                             pipeline_root=kf.pipeline_root, serving_dir=kf.serving_dir)
+  config = dataclasses.replace(configs.load(_find(kf.pipeline_config)),
+                               pipeline_root=kf.pipeline_root, serving_dir=kf.serving_dir)
+  return dataclasses.replace(config, data=kf.data) if kf.data else config
+
+
+EXAMPLE_GEN = "TimeSplitExampleGen"
 
 
 def _find(path: str) -> str:
@@ -63,6 +71,11 @@ def compile_spec(kf: KubeflowConfig) -> Dict[str, Any]:
   # PipelineSpec.default_pipeline_root (kfp pipeline_spec.proto, field 10): KFP uses it
   # when a run does not set runtime_config.pipeline_root.
   spec["defaultPipelineRoot"] = kf.pipeline_root
+  if spans.is_span_source(remote_pipeline_config(kf).data):
+    # The spans are resolved when ExampleGen runs, and nothing in its inputs or properties
+    # says which day it is: a cached result would be yesterday's spans. Its new examples
+    # then make every task downstream miss the cache too.
+    spec["root"]["dag"]["tasks"][EXAMPLE_GEN]["cachingOptions"] = {"enableCache": False}
   _check_no_local_paths(spec)
   return spec
 

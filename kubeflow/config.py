@@ -9,6 +9,7 @@ import os
 from typing import Any, Dict, List, Optional
 
 
+from recsys_tfx.components.ingest import spans
 from recsys_tfx.pipeline import configs
 from recsys_tfx.pipeline.configs import ConfigError
 from recsys_tfx.schema.features import SCHEMA_DIR
@@ -38,6 +39,10 @@ class KubeflowConfig:
   image_repo_root: str = "/pipeline"  # where the Dockerfile puts this repository
   pipeline_root: str = ""
   data_dir: str = ""  # the canonical data (as `recsys run` writes it) in the bucket
+  # Dated spans in the bucket instead: spans:gs://.../{YYYY}-{MM}-{DD} (the pipeline
+  # config's data_spans sets the window). Each run's TimeSplitExampleGen then reads the
+  # newest span(s) when it runs and writes their canonical copy to data_dir.
+  data: str = ""
   serving_dir: str = ""  # pushed models, TF Serving layout: <serving_dir>/<model>/<version>/
   schema: str = "schema/synthetic/schema.pbtxt"  # repo-relative, so it is in the image too
   output: str = "build/kubeflow/pipeline.json"
@@ -73,6 +78,16 @@ def validate(config: KubeflowConfig, where: str) -> None:
       raise ConfigError(
           f"{where}: {name} '{value}' is a local path; Kubeflow pods cannot read this "
           f"machine's disk, so use a bucket URI ({', '.join(REMOTE_SCHEMES[:2])}...)")
+  if config.data:
+    pattern = config.data.partition(":")[2]
+    if not spans.is_span_source(config.data) or not is_remote(pattern):
+      raise ConfigError(f"{where}: data '{config.data}' must be spans:<bucket URI pattern>, "
+                        f"e.g. spans:gs://my-bucket/input/{{YYYY}}-{{MM}}-{{DD}} (or leave it "
+                        f"out: the pipeline reads the canonical copy in data_dir)")
+    try:
+      spans.check_pattern(pattern)
+    except spans.SpanError as e:
+      raise ConfigError(f"{where}: data: {e}") from None
   if not config.image:
     raise ConfigError(f"{where}: image is empty; set the pipeline image (see Dockerfile)")
   schema = os.path.normpath(config.schema)

@@ -34,7 +34,7 @@ def run(args):
   from recsys_tfx.schema.canonical import DataError
   try:
     config = configs.load(args.config, run_overrides(args))
-    return 0, local_runner.run(config, cache=not args.no_cache)
+    return 0, local_runner.run(config, cache=not args.no_cache, force=args.force)
   except (DataError, configs.ConfigError, RunInProgress) as e:
     return _error(e), None
 
@@ -68,7 +68,9 @@ def _compare_rankers(args) -> int:
 def add_commands(sub) -> None:
   run = sub.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner)")
   run.add_argument("--config", help="YAML config file (see configs/demo.yaml)")
-  run.add_argument("--data", help="synthetic | movielens:<dir> | csv:<file>")
+  run.add_argument("--data", help="synthetic | movielens:<dir> | csv:<file> | "
+                   "spans:<pattern with {SPAN} or {YYYY}{MM}{DD}> (dated spans; see the "
+                   "config's data_spans)")
   run.add_argument("--schema", help="schema.pbtxt to use instead of the source's curated one")
   run.add_argument("--pipeline-root", help="where artifacts and MLMD's SQLite file go")
   run.add_argument("--serving-dir", help="where pushed models go (TF Serving layout)")
@@ -81,6 +83,11 @@ def add_commands(sub) -> None:
   run.add_argument("--no-cache", action="store_true",
                    help="recompute every component; by default a rerun on the same inputs "
                         "reuses the components that finished (an interrupted run resumes)")
+  run.add_argument("--force", action="store_true",
+                   help="with data: spans:<pattern>, run even when no span is newer than "
+                        "the last pushed model's (by default such a run says so and stops "
+                        "with exit code 0; data_spans.skip_if_no_new_span: false never "
+                        "stops)")
   # cli/cli.py sets func: the run, then the served recommendations
 
   rep = sub.add_parser("report", help="TFMA metrics of a run: tables and PNG plots")

@@ -9,6 +9,8 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from recsys_tfx.components.ingest import spans
+from recsys_tfx.components.ingest.spans import SpanConfig
 from recsys_tfx.schema import features as feats
 from recsys_tfx.schema.canonical import IngestConfig
 from recsys_tfx.schema.time_split import MIN_INTERACTIONS_TO_HOLD_OUT
@@ -50,7 +52,10 @@ class ValidationConfig:
 @dataclasses.dataclass
 class PipelineConfig:
   pipeline_name: str = "recsys"
-  data: str = "synthetic"  # synthetic | movielens:<dir> | csv:<file>
+  data: str = "synthetic"  # synthetic | movielens:<dir> | csv:<file> | spans:<pattern>
+  # With data: spans:<pattern> (components/ingest/spans.py): how many of the newest spans
+  # a run reads, whether bad spans are skipped, whether a run with no new span stops.
+  data_spans: SpanConfig = dataclasses.field(default_factory=SpanConfig)
   synthetic_interactions: int = 60_000
   schema: Optional[str] = None  # a schema.pbtxt; default: the curated one for the source
   seed: int = 0
@@ -92,7 +97,7 @@ class PipelineConfig:
 
 
 SECTIONS = {"trainer": TrainerConfig, "ranking": RankingConfig,
-            "validation": ValidationConfig, "ingest": IngestConfig}
+            "validation": ValidationConfig, "ingest": IngestConfig, "data_spans": SpanConfig}
 
 
 def build_dataclass(cls, values: Dict[str, Any], where: str, sections=None):
@@ -157,6 +162,12 @@ def validate(config: PipelineConfig, where: str) -> None:
   ]
   problems = [message for ok, message in checks if not ok]
   problems += config.trainer.problems() + config.ranking.problems() + config.ingest.problems()
+  problems += config.data_spans.problems()
+  if spans.is_span_source(config.data):
+    try:
+      spans.check_pattern(spans.pattern_of(config.data))
+    except spans.SpanError as e:
+      problems.append(f"data: {e}")
   if problems:
     raise ConfigError(f"{where}: {problems[0]}")
   if config.schema and not os.path.exists(config.schema):

@@ -205,6 +205,7 @@ def runs(snap: Snapshot, in_progress: Optional[bool] = None) -> List[Dict[str, A
   for execution_id, name in snap.pipeline.items():
     if execution_id in snap.node:
       known_nodes[name].add(snap.node[execution_id])
+  spans = run_spans(snap)
   ordered = sorted(snap.runs.items(), key=_run_order)
   latest = {pipeline_name: run_id for run_id, (pipeline_name, _) in ordered}
   result = []
@@ -217,7 +218,7 @@ def runs(snap: Snapshot, in_progress: Optional[bool] = None) -> List[Dict[str, A
                    "finished": iso(e.last_update_time_since_epoch)} for e in executions]
     ran = {c["component"] for c in components}
     result.append({
-        "run_id": run_id, "pipeline": pipeline_name,
+        "run_id": run_id, "pipeline": pipeline_name, "spans": spans.get(run_id, ""),
         "status": _run_status([c["state"] for c in components]),
         "started": iso(min(e.create_time_since_epoch for e in executions)),
         "finished": iso(max(e.last_update_time_since_epoch for e in executions)),
@@ -416,6 +417,40 @@ def lineage(snap: Snapshot, model_id: int) -> Dict[str, Any]:
   }
 
 
+# What TimeSplitExampleGen records on its Examples when the input was dated spans
+# (components/time_split_example_gen/executor.py; read here by name, not imported: MLMD
+# readers need no TFX component code).
+SPANS_PROPERTY, SPAN_PATHS_PROPERTY = "spans", "span_paths"
+
+
+def run_spans(snap: Snapshot) -> Dict[str, str]:
+  """Run id -> the spans ("3,4,5") of the Examples its ExampleGen wrote or reused."""
+  out = {}
+  for artifact_id in snap.of_type("Examples"):
+    spans = _prop(snap.artifacts[artifact_id], SPANS_PROPERTY)
+    if not spans or not _is_raw_examples(snap, artifact_id):
+      continue
+    for execution_id, run_id in snap.run.items():
+      if any(a == artifact_id for _, a in snap.outputs.get(execution_id, [])):
+        out[run_id] = spans
+  return out
+
+
+def pushed_spans(snap: Snapshot) -> Optional[Dict[str, Any]]:
+  """The spans the newest pushed retrieval model was trained on: {"model", "span" (the
+  newest), "spans", "span_paths"}; None when no model was pushed, or the newest pushed
+  one was not trained on spans."""
+  pushed = [m for m in models(snap) if m["pushed"] and m["trainer"] == "RetrievalTrainer"]
+  if not pushed:
+    return None
+  newest = max(pushed, key=lambda m: m["id"])
+  data = [d for d in lineage(snap, newest["id"])["data"] if d["spans"]]
+  if not data:
+    return None
+  return {"model": newest, "span": max(d["span"] for d in data), "spans": data[-1]["spans"],
+          "span_paths": data[-1]["span_paths"]}
+
+
 # Execution properties worth showing in a lineage (where the data and schema came from).
 _EXECUTION_SUMMARY = ("input_base", "input_fingerprint", "span", "version", "schema_file",
                       "run_fn", "preprocessing_fn")
@@ -437,8 +472,11 @@ def _is_raw_examples(snap: Snapshot, artifact_id: int) -> bool:
 def _data(snap: Snapshot, artifact_id: int) -> Dict[str, Any]:
   described = describe_artifact(snap, artifact_id)
   execution = snap.executions[snap.producer[artifact_id]]
-  return {**described, "span": _prop(snap.artifacts[artifact_id], "span"),
-          "version": _prop(snap.artifacts[artifact_id], "version"),
+  artifact = snap.artifacts[artifact_id]
+  return {**described, "span": _prop(artifact, "span"),
+          "spans": _prop(artifact, SPANS_PROPERTY) or "",
+          "span_paths": json.loads(_prop(artifact, SPAN_PATHS_PROPERTY) or "{}"),
+          "version": _prop(artifact, "version"),
           "input_base": _prop(execution, "input_base"),
           "input_fingerprint": _prop(execution, "input_fingerprint")}
 

@@ -19,7 +19,7 @@ def add_commands(subparsers) -> None:
   parser = subparsers.add_parser("metadata", help="inspect ML Metadata: runs, models, "
                                                   "lineage, artifacts")
   sub = parser.add_subparsers(dest="metadata_command", required=True)
-  runs = sub.add_parser("runs", help="each pipeline run: when, status (COMPLETE, RUNNING, "
+  runs = sub.add_parser("runs", help="each pipeline run: when, the spans it ingested, status (COMPLETE, RUNNING, "
                                      "FAILED or ABANDONED: interrupted), components")
   models = sub.add_parser("models", help="every trained model: blessed, metrics, pushed, live")
   lineage = sub.add_parser("lineage", help="what produced a model (walks MLMD backwards)")
@@ -91,10 +91,11 @@ def _runs(args, snap):
   from recsys_tfx.pipeline import metadata
   result = metadata.runs(snap, _in_progress(args))
   rows = [[r["run_id"], r["pipeline"], r["status"], r["started"], r["finished"],
-           len(r["components"]) - len(r["cached"]), len(r["cached"]), len(r["not_run"])]
+           len(r["components"]) - len(r["cached"]), len(r["cached"]), len(r["not_run"]),
+           r["spans"] or "-"]
           for r in result]
   text = table(["run", "pipeline", "status", "started", "finished", "ran", "cached",
-                "not run"], rows)
+                "not run", "spans"], rows)
   for r in result:  # which components: too long for a column
     text += f"\n\nrun {r['run_id']}:\n" + textwrap.fill(
         _components(r), width=96, initial_indent="  ", subsequent_indent="  ")
@@ -140,6 +141,9 @@ def _lineage(args, snap):
   for d in result["data"]:
     out.append(f"  data:            Examples {d['id']} span {d['span']} from {d['input_base']}"
                f" ({d['input_fingerprint']})")
+    if d["spans"]:
+      out.append(f"  spans:           {d['spans']}: " + ", ".join(
+          f"{n} {p}" for n, p in d["span_paths"].items()))
   for s in result["schema"]:
     out.append(f"  schema:          Schema {s['id']} by {s['producer']}: {s['uri']}")
   for t in result["transform_graph"]:

@@ -21,6 +21,7 @@ from tfx import v1 as tfx
 from recsys_tfx.components.anomaly_gate.component import AnomalyGate
 from recsys_tfx.components.atomic_pusher.component import AtomicPusher
 from recsys_tfx.components.blessing_report.component import BlessingReport
+from recsys_tfx.components.ingest import spans
 from recsys_tfx.components.ranking_eval_examples.component import RankingEvalExamples
 from recsys_tfx.components.ranking_gate.component import RankingGate
 from recsys_tfx.components.recommender_composer.component import RecommenderComposer
@@ -49,6 +50,17 @@ def ranking_custom_config(config: PipelineConfig, data_dir: str) -> dict:
       config.min_interactions_to_hold_out))
 
 
+def span_options(config: PipelineConfig, data_spans: Optional[List[spans.Span]]) -> dict:
+  """TimeSplitExampleGen's span arguments: the pattern and window (also in a compiled
+  Kubeflow spec) and the spans this run read, when the data is spans:<pattern>."""
+  if not spans.is_span_source(config.data):
+    return {}
+  return {"span_pattern": configs.resolve(spans.pattern_of(config.data)),
+          "window_spans": config.data_spans.window_spans,
+          "skip_bad_spans": config.data_spans.skip_bad_spans,
+          "spans": [(s.number, s.path) for s in data_spans or []]}
+
+
 def _trainer(name: str, run_fn: str, transform, schema_gen, custom_config: dict):
   return tfx.components.Trainer(
       run_fn=run_fn,
@@ -70,14 +82,34 @@ def _latest_blessed(name: str, blessed_by: str):
   ).with_id(f"LatestBlessed{name}Model")
 
 
-def _tfma(name: str, trainer, examples, eval_config, baseline, split: str):
+def runs_in_direct_runner(beam_args: List[str]) -> bool:
+  """Whether Beam args name no runner (Beam's default, the DirectRunner) or the
+  DirectRunner itself; the last --runner wins, as in Beam's option parsing."""
+  runners = [a.split("=", 1)[1] for a in beam_args if a.startswith("--runner=")]
+  return not runners or runners[-1] in ("DirectRunner", "direct")
+
+
+def evaluator_beam_args(beam_args: List[str]) -> List[str]:
+  """The Evaluator's component-level Beam args (TFX appends them to the pipeline's).
+
+  On the DirectRunner, TFMA runs in this process (IN_PROCESS_BEAM): it loads the
+  SavedModel, whose ScaNN ops are registered only where scann was imported
+  (components/tfma_metrics.py), i.e. here, not in multi-processing workers. On a
+  distributed runner (Dataflow, Flink, Spark) nothing is added, so the pipeline's runner
+  evaluates at scale: its workers run the pipeline image, which must import scann (the
+  project's code does, through components/tfma_metrics.py) for the model to load."""
+  return list(IN_PROCESS_BEAM) if runs_in_direct_runner(beam_args) else []
+
+
+def _tfma(name: str, trainer, examples, eval_config, baseline, split: str,
+          beam_args: List[str]):
   validator = tfx.components.Evaluator(
       examples=examples, model=trainer.outputs["model"],
       baseline_model=baseline.outputs["model"], eval_config=eval_config,
       example_splits=[split]).with_id(f"{name}Validator")
-  # In-process Beam: TFMA loads the SavedModel, whose ScaNN ops are registered only where
-  # scann was imported (components/tfma_metrics.py), i.e. this process, not fresh workers.
-  validator.with_beam_pipeline_args(IN_PROCESS_BEAM)
+  own_args = evaluator_beam_args(beam_args)
+  if own_args:
+    validator.with_beam_pipeline_args(own_args)
   return validator
 
 
@@ -89,16 +121,20 @@ def _pusher(name: str, trainer, blessing, push_dir: str):
 def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
                     metadata_connection_config=None,
                     beam_args: Optional[List[str]] = None, enable_cache: bool = True,
-                    code_version: str = "") -> tfx.dsl.Pipeline:
+                    code_version: str = "",
+                    data_spans: Optional[List[spans.Span]] = None) -> tfx.dsl.Pipeline:
   """The DAG. With enable_cache, a component whose inputs and properties match an
   execution that completed is not run again (TFX's cache): a rerun resumes. code_version
   (pipeline/run_state.py) is part of the first component's properties, so outputs of
-  other code are never reused."""
+  other code are never reused. data_spans: the dated spans data_dir was read from
+  (components/ingest/spans.py), recorded on the Examples artifact."""
   configs.validate_against_schema(config, feats.load_features(schema_file), schema_file)
+  beam_args = beam_args if beam_args is not None else config.beam_args
   example_gen = TimeSplitExampleGen(
       input_base=data_dir, schema_file=schema_file, seed=config.seed,
       min_interactions_to_hold_out=config.min_interactions_to_hold_out,
-      history_length=config.history_length, code_version=code_version)
+      history_length=config.history_length, code_version=code_version,
+      **span_options(config, data_spans))
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
   schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
   example_validator = tfx.components.ExampleValidator(
@@ -127,7 +163,7 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
   retrieval_baseline = _latest_blessed("Retrieval", "RetrievalValidator")
   retrieval_validator = _tfma("Retrieval", retrieval_trainer, example_gen.outputs["examples"],
                               model_validation.eval_config(config.validation),
-                              retrieval_baseline, "test")
+                              retrieval_baseline, "test", beam_args)
   retrieval_report = BlessingReport(
       evaluation=retrieval_validator.outputs["evaluation"],
       blessing=retrieval_validator.outputs["blessing"]).with_id("RetrievalBlessingReport")
@@ -153,7 +189,7 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
     ranking_validator = _tfma("Ranking", ranking_trainer,
                               ranking_examples.outputs["ranking_examples"],
                               model_validation.ranking_eval_config(config.validation),
-                              ranking_baseline, "sample")
+                              ranking_baseline, "sample", beam_args)
     gate = RankingGate(
         ranking_examples=ranking_examples.outputs["ranking_examples"],
         model=ranking_trainer.outputs["model"],
@@ -180,4 +216,4 @@ def create_pipeline(config: PipelineConfig, data_dir: str, schema_file: str,
       components=components,
       enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,
-      beam_pipeline_args=beam_args if beam_args is not None else config.beam_args)
+      beam_pipeline_args=beam_args)

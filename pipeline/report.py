@@ -204,4 +204,20 @@ def report(metadata_path: str, run_id: Optional[str] = None, ks=(10, 50, 100)) -
   plots = plot(retrieval, popularity, list(ks), os.path.join(evaluation.uri, "report"),
                retrieval_model_name(store, run_id))
   print("\nPlots:\n  " + "\n  ".join(plots))
-  return {"run": run_id, "retrieval": retrieval, "ranking": ranking, "plots": plots}
+  commands = tensorboard_commands(store, run_id)
+  if commands:
+    print("\nTensorBoard (loss and validation metrics per epoch, the two-tower's embedding "
+          "norms; trainer/tensorboard_logs.py):\n  " + "\n  ".join(commands))
+  return {"run": run_id, "retrieval": retrieval, "ranking": ranking, "plots": plots,
+          "tensorboard": commands}
+
+
+def tensorboard_commands(store, run_id: str) -> List[str]:
+  """`tensorboard --logdir <model_run dir>` for each trainer of the run (its ModelRun
+  artifact holds the logs, one folder per model)."""
+  commands = []
+  for trainer in ("RetrievalTrainer", "RankingTrainer"):
+    model_run = run_artifact(store, run_id, "ModelRun", trainer)
+    if model_run is not None:
+      commands.append(f"tensorboard --logdir {model_run.uri}   # {trainer}")
+  return commands

@@ -103,8 +103,10 @@ class ListTrainer:
     return order_metrics(self.scores(lists), lists.positive)
 
   def fit(self, train: Lists, validation: Lists, epochs: int, batch_size: int, seed: int,
-          steps=None) -> Dict[str, List[float]]:
-    """Trains, keeping the best validation epoch's weights; returns the history."""
+          steps=None, on_epoch_end=None) -> Dict[str, List[float]]:
+    """Trains, keeping the best validation epoch's weights; returns the history.
+    `on_epoch_end(epoch, {"loss": ..., "val_ndcg@10": ...})`, when given, is called after
+    each epoch (the ranking trainer logs to TensorBoard with it)."""
     rng = np.random.default_rng(seed)
     history: Dict[str, List[float]] = {"loss": [], "val_ndcg@10": []}
     best, best_weights = -1.0, None
@@ -128,6 +130,8 @@ class ListTrainer:
       val = self.evaluate(validation)["ndcg@10"] if len(validation) else float("nan")
       history["loss"].append(float(np.mean(losses)))
       history["val_ndcg@10"].append(val)
+      if on_epoch_end is not None:
+        on_epoch_end(epoch, {name: values[-1] for name, values in history.items()})
       self.log(f"RankingTrainer: epoch {epoch + 1}: loss {history['loss'][-1]:.4f}, "
                f"validation lists NDCG@10 {val:.4f} ({time.time() - started:.0f}s)")
       if not np.isnan(val) and val > best:

@@ -23,7 +23,8 @@ from tfx import v1 as tfx
 from recsys_tfx.schema import canonical
 from recsys_tfx.schema import export_contract as contract
 from recsys_tfx.schema import features as feats
-from recsys_tfx.trainer import candidate_lists, list_training, retrieval_models, warmup
+from recsys_tfx.trainer import (candidate_lists, list_training, retrieval_models,
+                                tensorboard_logs, warmup)
 from recsys_tfx.trainer import config as config_lib
 from recsys_tfx.trainer import export
 from recsys_tfx.trainer.models import protocol
@@ -66,6 +67,19 @@ def make_lists(run: config_lib.RankingRun, data, log=print):
           candidate_lists.select(lists, lists.latest), dropped)
 
 
+def epoch_logger(model_run_dir: str, architecture: str):
+  """ListTrainer.fit's on_epoch_end: the loss to <model_run_dir>/<architecture>/train, the
+  validation lists' NDCG@10 to .../validation (trainer/tensorboard_logs.py)."""
+  log_dir = tensorboard_logs.model_log_dir(model_run_dir, architecture)
+  train = tensorboard_logs.EpochScalars(log_dir, tensorboard_logs.TRAIN)
+  validation = tensorboard_logs.EpochScalars(log_dir, tensorboard_logs.VALIDATION)
+
+  def log(epoch: int, values: Dict[str, float]) -> None:
+    train.write(epoch, {"loss": values["loss"]})
+    validation.write(epoch, {name: value for name, value in values.items() if name != "loss"})
+  return log
+
+
 def run_fn(fn_args: tfx.components.FnArgs):
   run = config_lib.from_custom_config(config_lib.RankingRun, fn_args.custom_config or {})
   stage, seed = run.ranking, run.seed
@@ -88,7 +102,8 @@ def run_fn(fn_args: tfx.components.FnArgs):
   trainer = list_training.ListTrainer(module, model, stage.loss, cfg.learning_rate, context,
                                       log)
   history = trainer.fit(train, validation, stage.epochs, stage.batch_size, seed,
-                        stage.train_steps)
+                        stage.train_steps,
+                        on_epoch_end=epoch_logger(fn_args.model_run_dir, cfg.architecture))
   by_source = list_training.source_orders(validation)
   ranker = trainer.evaluate(validation)
   log(f"RankingTrainer: validation lists ({len(validation):,}): ranker NDCG@10 "

@@ -26,7 +26,8 @@ from recsys_tfx.schema import canonical
 from recsys_tfx.schema import export_contract as contract
 from recsys_tfx.schema import features as feats
 from recsys_tfx.trainer import config as config_lib
-from recsys_tfx.trainer import export, registry, retrieval_models, selection, warmup
+from recsys_tfx.trainer import (export, registry, retrieval_models, selection,
+                                tensorboard_logs, warmup)
 from recsys_tfx.trainer.models import protocol
 from recsys_tfx.trainer.models.two_tower import TwoTowerModel
 from recsys_tfx.trainer.preprocessing import NUM_OOV_BUCKETS
@@ -116,6 +117,8 @@ def run_fn(fn_args: tfx.components.FnArgs):
                                             rows_of_items, seen), "settings": settings}
     print(f"Trainer: {name} on the eval split: NDCG@10 {chosen_by[name]['ndcg@10']:.4f}, "
           f"HR@10 {chosen_by[name]['hit_rate@10']:.4f}", flush=True)
+    epochs_run = max(len(history[name].get("loss", [])) - 1, 0)
+    tensorboard_logs.write_eval_metrics(trained.log_dir(name), chosen_by[name], epochs_run)
   names = [source.name for source in sources]
   primary = names.index(selection.choose(chosen_by, names))
   if len(names) > 1:
@@ -181,6 +184,10 @@ class Trained:
                         vocabulary(self.tf_transform_output, feats.ITEM_ID)))
     return self._split
 
+  def log_dir(self, name: str) -> str:
+    """Where model `name` writes its TensorBoard logs (trainer/tensorboard_logs.py)."""
+    return tensorboard_logs.model_log_dir(self.fn_args.model_run_dir, name)
+
   def fit(self, name: str):
     """(towers, loss per epoch, the settings it was trained with)."""
     tf.keras.utils.set_random_seed(self.run.seed)
@@ -197,6 +204,7 @@ class Trained:
                                             self.run.seed,
                                             epochs_override=0 if steps == 0 else None)
     loss = {"loss": list(getattr(fitted, "loss_history", []))}  # baselines have none
+    tensorboard_logs.write_history(self.log_dir(name), tensorboard_logs.TRAIN, loss)
     return towers, loss, {"model": name, **args}
 
   def _fit_two_tower(self, steps):
@@ -213,7 +221,9 @@ class Trained:
     else:
       train_input = self.train.repeat().take(int(steps)) if steps else self.train
       result = model.fit(train_input, epochs=1 if steps else cfg.epochs,
-                         validation_data=self.evaluation, verbose=2)
+                         validation_data=self.evaluation, verbose=2,
+                         callbacks=tensorboard_logs.keras_callbacks(
+                             self.log_dir("two_tower"), model))
       history = {k: [float(v) for v in vals] for k, vals in result.history.items()}
     settings = {k: v for k, v in dataclasses.asdict(cfg).items()
                 if k in {f.name for f in dataclasses.fields(config_lib.TwoTowerConfig)}}

@@ -29,7 +29,8 @@ class TimeSplitExampleGen(FileBasedExampleGen):
 
   def __init__(self, input_base: str, schema_file: str, seed: int = 0,
                min_interactions_to_hold_out: int = MIN_INTERACTIONS_TO_HOLD_OUT,
-               history_length: int = 0, code_version: str = ""):
+               history_length: int = 0, code_version: str = "", span_pattern: str = "",
+               window_spans: int = 1, skip_bad_spans: bool = False, spans=()):
     """Args:
       input_base: the canonical data directory (a local path or a bucket URI).
       schema_file: the curated schema.pbtxt the examples are typed by.
@@ -38,12 +39,19 @@ class TimeSplitExampleGen(FileBasedExampleGen):
       history_length: > 0 writes each example's `history` of that many earlier items.
       code_version: a fingerprint of the project's code (pipeline/run_state.py); part of
         TFX's cache key only.
+      span_pattern, window_spans, skip_bad_spans: the dated spans the input is read from
+        (components/ingest/spans.py), when it is; spans: [(number, path), ...] it holds,
+        when resolved before the run (a local run). Without them the component resolves
+        the pattern when it runs and writes the window's canonical copy to input_base
+        (components/time_split_example_gen/spans_input.py: a Kubeflow run). Recorded on
+        the Examples artifact: span (the newest), spans ("3,4,5") and span_paths.
 
     Raises:
       ValueError: naming the argument that is out of range.
     """
     options = Options(schema_file, seed, min_interactions_to_hold_out, history_length,
-                      code_version)
+                      code_version, span_pattern, window_spans, skip_bad_spans,
+                      tuple((int(number), str(path)) for number, path in spans))
     super().__init__(input_base=input_base, input_config=input_config(),
                      output_config=output_config(), custom_config=dataclasses.asdict(options))
 

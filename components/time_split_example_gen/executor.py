@@ -4,6 +4,8 @@ example's history, joins item and user features and writes tf.Examples typed by 
 curated schema.
 """
 import csv
+import dataclasses
+import json
 import os
 from typing import Any, Dict, List
 
@@ -17,6 +19,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from recsys_tfx.components.time_split_example_gen import options as options_lib
+from recsys_tfx.components.time_split_example_gen import spans_input
 from recsys_tfx.schema import features as feats
 from recsys_tfx.schema.time_split import (MULTI_VALUE_SEPARATOR, SPLITS, add_slice_features,
                                           assign_splits, with_history)
@@ -149,6 +152,11 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     and reorders nothing (insertion order survives its grouping); the Trainer shuffles
     its input anyway."""
     self._log_startup(input_dict, output_dict, exec_properties)
+    options = options_lib.from_exec_properties(exec_properties)
+    if options.span_pattern and not options.spans:  # a Kubeflow run: resolved now
+      resolved = spans_input.materialize(options, exec_properties["input_base"])
+      options = dataclasses.replace(options, spans=tuple((s.number, s.path)
+                                                         for s in resolved.spans))
     examples = artifact_utils.get_single_instance(output_dict["examples"])
     examples.split_names = artifact_utils.encode_split_names(list(SPLITS))
     with self._make_beam_pipeline() as pipeline:
@@ -160,3 +168,21 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                               OUTPUT_FILE_PREFIX),
                  file_name_suffix=".gz"))
     examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
+    record_spans(examples, options)
+
+
+# Custom properties of the Examples artifact (besides TFX's own `span`, the newest).
+SPANS_PROPERTY, SPAN_PATHS_PROPERTY, SPAN_PATTERN_PROPERTY = "spans", "span_paths", "span_pattern"
+
+
+def record_spans(examples: types.Artifact, options: options_lib.Options) -> None:
+  """Which spans the examples hold, for MLMD (`recsys metadata runs / lineage` show them
+  and the next run compares its newest span with them)."""
+  if not options.spans:
+    return
+  examples.span = max(number for number, _ in options.spans)
+  examples.set_string_custom_property(SPANS_PROPERTY,
+                                      ",".join(str(n) for n, _ in options.spans))
+  examples.set_string_custom_property(SPAN_PATHS_PROPERTY,
+                                      json.dumps({str(n): p for n, p in options.spans}))
+  examples.set_string_custom_property(SPAN_PATTERN_PROPERTY, options.span_pattern)

@@ -303,3 +303,34 @@ def test_credentials_in_host_are_masked_in_errors(spec_file, capsys, failure):
   err = capsys.readouterr().err
   assert code == 2 and err.startswith("error: ")
   assert "s3cret-pw" not in err, err
+
+
+SPANS = "spans:gs://my-bucket/recsys/input/{YYYY}-{MM}-{DD}"
+
+
+def test_span_input_reaches_the_example_gen_which_is_never_cached(kf, tmp_path):
+  """With data: spans:<pattern>, the compiled ExampleGen carries the pattern and window
+  (it resolves the newest spans each time it runs) and is not cached; the rest is."""
+  import dataclasses
+  nightly = tmp_path / "nightly.yaml"
+  with open(os.path.join(REPO, kf.pipeline_config)) as f:
+    nightly.write_text(f.read() + "\ndata_spans:\n  window_spans: 3\n  skip_bad_spans: true\n")
+  spec = kf_compile.compile_spec(dataclasses.replace(kf, pipeline_config=str(nightly),
+                                                     data=SPANS))
+  tasks = spec["root"]["dag"]["tasks"]
+  parameters = tasks["TimeSplitExampleGen"]["inputs"]["parameters"]
+  custom = json.loads(parameters["custom_config"]["runtimeValue"]["constantValue"]
+                      ["stringValue"])
+  assert (custom["span_pattern"], custom["window_spans"], custom["skip_bad_spans"],
+          custom["spans"]) == (SPANS.partition(":")[2], 3, True, [])
+  assert tasks["TimeSplitExampleGen"]["cachingOptions"] == {"enableCache": False}
+  assert tasks["Transform"]["cachingOptions"] == {"enableCache": True}
+
+
+@pytest.mark.parametrize("data, message", [
+    ("spans:/local/{SPAN}", "must be spans:<bucket URI pattern>"),
+    ("gs://b/data.csv", "must be spans:<bucket URI pattern>"),
+    ("spans:gs://b/input/{YYYY}-{MM}", "expected {SPAN} once")])
+def test_a_span_pattern_pods_cannot_read_is_refused(data, message):
+  with pytest.raises(configs.ConfigError, match=message):
+    kf_config.load(KUBEFLOW_YAML, {"data": data})
