@@ -24,6 +24,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 import grpc
 import numpy as np
 import tensorflow as tf
+from google.protobuf import json_format, struct_pb2
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
                                      model_service_pb2_grpc, predict_pb2,
@@ -217,6 +218,20 @@ class PredictionClient:
     signatures = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signatures)
     return dict(signatures.signature_def)
+
+  def composition(self, model: str) -> Dict[str, object]:
+    """What a served recommender composes (GetModelMetadata's "composition" field, which
+    this project's server adds; TF Serving refuses it)."""
+    request = get_model_metadata_pb2.GetModelMetadataRequest()
+    request.model_spec.name = model
+    request.metadata_field.append("composition")
+    response = self._call(f"GetModelMetadata({model})", self._predictions.GetModelMetadata,
+                          request)
+    found = struct_pb2.Struct()
+    response.metadata["composition"].Unpack(found)
+    # A Struct's numbers are doubles; versions are integers (exact below 2**53).
+    return {name: int(value) if isinstance(value, float) and value.is_integer() else value
+            for name, value in json_format.MessageToDict(found).items()}
 
   def signature_inputs(self, model: str, signature: str) -> Dict[str, int]:
     """{input name: dtype (types_pb2 enum)} of one signature. Cached for the client's

@@ -34,8 +34,8 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      predict_pb2)
 
 from recsys_tfx.serving import errors, metrics as metrics_lib, rest_json, security
-from recsys_tfx.serving.services import (Predictor, SIGNATURE_DEF, model_status,
-                                         servable_for, signature_def_map)
+from recsys_tfx.serving.services import (COMPOSITION, Predictor, SIGNATURE_DEF, composition,
+                                         model_status, servable_for, signature_def_map)
 
 log = logging.getLogger(__name__)
 
@@ -298,10 +298,14 @@ class _Handler(BaseHTTPRequestHandler):
     signatures = json_format.MessageToDict(
         signature_def_map(servable), including_default_value_fields=True,
         preserving_proto_field_name=True)
+    metadata = {SIGNATURE_DEF: signatures}
+    found = composition(servable)  # a recommender servable's (this server's addition)
+    if found is not None:
+      metadata[COMPOSITION] = found
     self._send_json(200, {
         "model_spec": {"name": servable.name, "signature_name": "",
                        "version": str(servable.version)},
-        "metadata": {SIGNATURE_DEF: signatures}})
+        "metadata": metadata})
 
   # --- answers -------------------------------------------------------------------------------
 

@@ -7,15 +7,18 @@ resolves the version, checks the request, runs it (through the batcher when batc
 on) and counts it in the metrics.
 """
 import functools
+import json
 import logging
 import time
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional
 
 import grpc
+from google.protobuf import json_format, struct_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
                                      model_service_pb2_grpc, prediction_service_pb2_grpc)
 
-from recsys_tfx.serving import errors
+from recsys_tfx.schema import export_contract as contract
+from recsys_tfx.serving import errors, model_files
 from recsys_tfx.serving.batching import Batcher
 from recsys_tfx.serving.metrics import UNKNOWN, Metrics
 from recsys_tfx.serving.model_manager import ModelManager
@@ -26,6 +29,10 @@ from recsys_tfx.serving.signature_runner import (DEFAULT_SIGNATURE, call_model,
 log = logging.getLogger(__name__)
 
 SIGNATURE_DEF = "signature_def"  # the one metadata field TF Serving supports
+# This server's one addition: a recommender servable's composition (the retrieval and
+# ranking versions it was composed from, schema/export_contract.COMPOSITION_FILE), as a
+# google.protobuf.Struct. TF Serving itself refuses the field.
+COMPOSITION = "composition"
 
 
 def _rpc(method):
@@ -138,14 +145,29 @@ def model_metadata(manager: ModelManager, request):
     raise errors.invalid_argument(
         "GetModelMetadataRequest must specify at least one metadata_field")
   for field in request.metadata_field:
-    if field != SIGNATURE_DEF:
+    if field not in (SIGNATURE_DEF, COMPOSITION):
       raise errors.invalid_argument(f"Metadata field {field} is not supported")
   servable = servable_for(manager, request)
   response = get_model_metadata_pb2.GetModelMetadataResponse()
   response.model_spec.name = servable.name
   response.model_spec.version.value = servable.version
-  response.metadata[SIGNATURE_DEF].Pack(signature_def_map(servable))
+  if SIGNATURE_DEF in request.metadata_field:
+    response.metadata[SIGNATURE_DEF].Pack(signature_def_map(servable))
+  if COMPOSITION in request.metadata_field:
+    found = composition(servable)
+    if found is None:
+      raise errors.invalid_argument(f"{servable.name} version {servable.version} is not a "
+                                    "composed recommender: it has no composition")
+    response.metadata[COMPOSITION].Pack(json_format.ParseDict(found, struct_pb2.Struct()))
   return response
+
+
+def composition(servable: Servable) -> Optional[Dict[str, object]]:
+  """What a recommender servable composes (its composition file), None for other models."""
+  path = model_files.join(servable.path, contract.COMPOSITION_FILE)
+  if not model_files.exists(path):
+    return None
+  return json.loads(model_files.read_text(path))
 
 
 def signature_def_map(servable: Servable) -> get_model_metadata_pb2.SignatureDefMap:

@@ -5,15 +5,17 @@ this process. Same user, context and rules -> the same items, scores and counts.
 import json
 import math
 import os
+import urllib.request
 
 import pandas as pd
 import pytest
 
 import serving_toys
 from recsys_tfx.schema import canonical as dataset
+from recsys_tfx.schema.export_contract import COMPOSITION_FILE
 from recsys_tfx.serving import cli_commands
 from recsys_tfx.serving.catalogue import Catalogue
-from recsys_tfx.serving.client import PredictionClient
+from recsys_tfx.serving.client import PredictionClient, RequestFailed
 from recsys_tfx.serving.funnel import Funnel, FunnelConfig, FunnelError
 from recsys_tfx.serving.model_server import ModelServer
 from recsys_tfx.serving.one_call import OneCallFunnel, one_call_unsupported
@@ -55,7 +57,7 @@ def model_base(tmp_path_factory, data_dir):
 
 @pytest.fixture(scope="module")
 def server(model_base):
-  server = ModelServer(model_base, port=0, poll_seconds=60).start()
+  server = ModelServer(model_base, port=0, poll_seconds=60, rest_port=0).start()
   yield server
   server.stop(grace=1)
 
@@ -110,10 +112,18 @@ def test_recommender_without_a_ranker_serves_the_retrieval_order(client, data_di
     assert all(math.isnan(c.ranking_score) for c in rec.items) and rec.ranked == 0
 
 
-def test_composition_names_the_versions(client):
-  assert OneCallFunnel(client).composition() == {
-      "retrieval_version": 1, "ranking_version": 1, "ranking_live": 1,
-      "ranking": "ranking v1 re-orders the candidates"}
+def test_composition_names_the_versions(client, server, model_base):
+  expected = {"retrieval_version": 1, "ranking_version": 1, "ranking_live": 1,
+              "ranking": "ranking v1 re-orders the candidates"}
+  assert OneCallFunnel(client).composition() == expected  # the composition signature
+  assert client.composition("recommender") == expected  # GetModelMetadata
+  with open(os.path.join(model_base, "recommender", "1", COMPOSITION_FILE)) as f:
+    assert json.load(f) == expected  # the SavedModel's asset
+  with pytest.raises(RequestFailed, match="retrieval version 1 is not a composed recommender"):
+    client.composition("retrieval")
+  with urllib.request.urlopen(f"http://127.0.0.1:{server.rest_port}/v1/models/recommender/"
+                              "metadata", timeout=30) as answer:
+    assert json.load(answer)["metadata"]["composition"] == expected  # REST
 
 
 def test_requests_it_cannot_answer_are_refused(client):

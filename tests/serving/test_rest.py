@@ -144,6 +144,7 @@ def test_metadata_is_tf_servings_json(server):
   assert default["inputs"]["user_id"]["dtype"] == "DT_STRING"
   assert default["inputs"]["user_id"]["tensor_shape"]["dim"][0]["size"] == "-1"
   assert default["outputs"]["scores"]["dtype"] == "DT_FLOAT"
+  assert set(body["metadata"]) == {"signature_def"}  # a composition only for a recommender
 
 
 # --- errors --------------------------------------------------------------------------------
